@@ -1,0 +1,17 @@
+# Every dependency comes from Debian 12's packages (see scripts/install-deps).
+find_package(Threads REQUIRED)
+
+# Boost 1.81: its Asio prefixes the names that collide with standalone Asio.
+# Only Boost.Process (v1) is used, and only to spawn (see ARCHITECTURE.md).
+find_package(Boost 1.81...<1.82 REQUIRED CONFIG COMPONENTS filesystem)
+
+# Standalone Asio ships neither a CMake nor a pkg-config file.
+find_path(ROADIE_ASIO_INCLUDE_DIR asio.hpp REQUIRED)
+if(NOT TARGET roadie_asio)
+  add_library(roadie_asio INTERFACE)
+  target_include_directories(roadie_asio SYSTEM INTERFACE ${ROADIE_ASIO_INCLUDE_DIR})
+  target_compile_definitions(roadie_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+  target_link_libraries(roadie_asio INTERFACE Threads::Threads)
+endif()
+
+find_package(spdlog REQUIRED CONFIG)

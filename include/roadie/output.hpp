@@ -1,0 +1,111 @@
+// Captured output of a process: split into lines, kept in bounded ring buffers
+// (one per stream), optionally teed to a log file, offered to subscribers, and
+// searchable with a deadline.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "roadie/subscription.hpp"
+
+namespace roadie {
+
+enum class Stream { out, err };
+
+/// "stdout" or "stderr".
+std::string_view to_string(Stream stream) noexcept;
+
+/// One line of output, without its newline (a trailing "\r" is removed too).
+struct Line {
+  /// Position in the process's output, counting both streams from 0; never
+  /// reused, so `Output::since(seq)` finds what came later even after the ring
+  /// dropped older lines.
+  std::uint64_t seq = 0;
+  Stream stream = Stream::out;
+  /// When the bytes that completed the line were read.
+  std::chrono::system_clock::time_point time;
+  std::string text;
+};
+
+/// Bounds and destinations of captured output.
+struct OutputOptions {
+  /// Lines kept per stream; older ones are dropped (and counted).
+  std::size_t max_lines = 10'000;
+  /// Bytes of line text kept per stream.
+  std::size_t max_bytes = 8 * 1024 * 1024;
+  /// A line longer than this is cut into pieces of this size, so that output
+  /// without newlines cannot grow memory without bound.
+  std::size_t max_line_bytes = 64 * 1024;
+  /// When set, every byte from both streams is appended to this file as it
+  /// arrives and flushed at once (nothing is lost if the test binary dies).
+  std::filesystem::path log_file;
+};
+
+/// The output of one process. Thread-safe: the runtime's event loop appends,
+/// any thread reads, waits or subscribes.
+class Output {
+ public:
+  /// Throws roadie::Error when the log file cannot be opened.
+  explicit Output(OutputOptions options = {});
+  ~Output();
+  Output(const Output&) = delete;
+  Output& operator=(const Output&) = delete;
+
+  /// Lines still in the buffers, both streams, in the order they were completed.
+  std::vector<Line> lines() const;
+  /// Lines still in one stream's buffer.
+  std::vector<Line> lines(Stream stream) const;
+  /// The last n lines of both streams.
+  std::vector<Line> tail(std::size_t n) const;
+  /// Lines with `seq >= first` still in the buffers.
+  std::vector<Line> since(std::uint64_t first) const;
+  /// The seq the next completed line will get.
+  std::uint64_t next_seq() const;
+  /// One stream's buffered lines joined with '\n'.
+  std::string text(Stream stream) const;
+  /// The last n lines, each prefixed with "  [stdout] " or "  [stderr] ", for
+  /// error messages.
+  std::string excerpt(std::size_t n = 20) const;
+
+  /// Bytes received on a stream, including those no longer buffered.
+  std::uint64_t bytes(Stream stream) const;
+  /// Lines dropped from a stream's buffer to respect the bounds.
+  std::uint64_t dropped_lines(Stream stream) const;
+  /// True once the stream reached end of file (its partial line, if any, was
+  /// completed as a line).
+  bool closed(Stream stream) const;
+
+  /// Waits until a line matching `pattern` (std::regex_search) with
+  /// `seq >= first` arrives on `stream` (either stream when empty), and returns
+  /// it. Returns no value when the timeout passes or when the watched streams
+  /// are all closed without a match, so a dead process never makes a caller
+  /// wait out the whole timeout.
+  std::optional<Line> wait_for(const std::regex& pattern, std::chrono::nanoseconds timeout,
+                               std::optional<Stream> stream = {}, std::uint64_t first = 0) const;
+
+  /// Calls `on_line` for every line completed from now on, on the event-loop
+  /// thread: keep it short and never block in it.
+  Subscription subscribe(std::function<void(const Line&)> on_line);
+
+  // Producer side: the runtime feeds process output here. Public so that the
+  // same splitting and bounds can be used (and tested) on any byte source.
+
+  /// Appends raw bytes read from a stream; completes lines at each '\n'.
+  void append(Stream stream, std::string_view bytes);
+  /// Marks a stream as ended; a pending partial line becomes a line.
+  void close(Stream stream);
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace roadie

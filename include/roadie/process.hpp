@@ -1,0 +1,113 @@
+// A supervised child process: spawned into its own process group, its output
+// drained continuously, its exit learned by an event, and stopped (group and
+// escaped descendants) with an escalating signal sequence.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <csignal>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "roadie/command.hpp"
+#include "roadie/exit_status.hpp"
+#include "roadie/output.hpp"
+#include "roadie/runtime.hpp"
+#include "roadie/subscription.hpp"
+
+namespace roadie {
+
+namespace detail {
+struct ProcessState;
+}
+
+/// How to stop: send `signal` to the process group and to descendants that left
+/// it, wait up to `grace` for all of them to exit, then send `kill_signal` and
+/// wait for the rest. Durations are taken literally (no time scale).
+struct StopOptions {
+  int signal = SIGTERM;
+  std::chrono::milliseconds grace{10'000};
+  int kill_signal = SIGKILL;
+};
+
+struct ProcessOptions {
+  /// A name for messages and logs; defaults to the program's file name.
+  std::string name;
+  OutputOptions output;
+  /// Used by stop() without arguments and by the destructor.
+  StopOptions stop;
+};
+
+/// A running (or finished) child process. Move-only; destroying a handle stops
+/// the process (as stop()) and never throws.
+///
+/// The exited child stays a zombie until stop(), kill() or the destructor reaps
+/// it: its pid and process group id stay reserved meanwhile, so a group signal
+/// can never reach a stranger that reused the id.
+class Process {
+ public:
+  /// Starts `command` and returns once exec succeeded. Throws SpawnError when
+  /// the program is missing or not executable, the working directory is bad,
+  /// or the fork fails; the message names the command and the system reason.
+  static Process spawn(const Command& command, ProcessOptions options = {},
+                       Runtime& runtime = Runtime::global());
+
+  Process() = default;  ///< An empty handle: valid() is false.
+  Process(Process&&) noexcept;
+  Process& operator=(Process&&) noexcept;
+  ~Process();
+
+  bool valid() const noexcept { return state_ != nullptr; }
+  pid_t pid() const noexcept;
+  const std::string& name() const noexcept;
+  const Command& command() const noexcept;
+
+  /// True until the process exits (an exit is known within microseconds).
+  bool running() const;
+  /// The exit status once the process exited.
+  std::optional<ExitStatus> exit_status() const;
+
+  /// Waits for the process to exit. Everything it wrote before exiting is in
+  /// output() when this returns.
+  ExitStatus wait() const;
+  std::optional<ExitStatus> wait_for(std::chrono::nanoseconds timeout) const;
+
+  /// Sends a signal to the process group. No effect once the process is reaped.
+  void signal(int signal) const;
+
+  /// Stops the process group and its escaped descendants (see StopOptions),
+  /// reaps what it can, closes the pipes after draining them, and returns the
+  /// leader's exit status. Idempotent: later calls return the same status.
+  ExitStatus stop() { return stop(options_stop()); }
+  ExitStatus stop(const StopOptions& options);
+  /// stop() with the kill signal at once.
+  ExitStatus kill();
+
+  /// The captured output (valid as long as this handle is).
+  Output& output() const;
+
+  /// Calls `on_exit` once, on the event-loop thread, when the process exits (at
+  /// once, on this thread, if it already has).
+  Subscription on_exit(std::function<void(const ExitStatus&)> on_exit) const;
+
+  /// Live processes started by this one (directly or not) that roadie can
+  /// attribute to it: members of its process group and processes carrying its
+  /// marker.
+  std::vector<pid_t> descendants() const;
+
+  /// The full value of this process's ROADIE_SUPERVISOR variable.
+  const std::string& marker() const noexcept;
+
+ private:
+  Process(std::shared_ptr<detail::RuntimeImpl> runtime, std::shared_ptr<detail::ProcessState> s);
+  const StopOptions& options_stop() const;
+
+  std::shared_ptr<detail::RuntimeImpl> runtime_;
+  std::shared_ptr<detail::ProcessState> state_;
+};
+
+}  // namespace roadie

@@ -1,0 +1,11 @@
+// Everything roadie offers, in one include.
+#pragma once
+
+#include "roadie/clock.hpp"
+#include "roadie/command.hpp"
+#include "roadie/error.hpp"
+#include "roadie/exit_status.hpp"
+#include "roadie/output.hpp"
+#include "roadie/process.hpp"
+#include "roadie/runtime.hpp"
+#include "roadie/subscription.hpp"

@@ -1,0 +1,89 @@
+#include "roadie/command.hpp"
+
+#include <stdexcept>
+#include <string_view>
+
+namespace roadie {
+
+Command::Command(std::initializer_list<std::string> argv)
+    : Command(std::vector<std::string>(argv)) {}
+
+Command::Command(std::vector<std::string> argv) : argv_(std::move(argv)) {
+  if (argv_.empty()) throw std::invalid_argument("roadie::Command: argv must not be empty");
+}
+
+Command Command::shell(std::string script) {
+  return Command({"/bin/sh", "-c", std::move(script)});
+}
+
+Command& Command::set_env(std::string name, std::string value) {
+  env_[std::move(name)] = std::move(value);
+  return *this;
+}
+
+Command& Command::unset_env(std::string name) {
+  env_[std::move(name)] = std::nullopt;
+  return *this;
+}
+
+Command& Command::clear_env() {
+  inherit_env_ = false;
+  return *this;
+}
+
+Command& Command::set_cwd(std::filesystem::path dir) {
+  cwd_ = std::move(dir);
+  return *this;
+}
+
+std::vector<std::string> Command::environment(const char* const* parent_environ) const {
+  std::vector<std::string> result;
+  auto changed = [this](std::string_view entry) {
+    auto eq = entry.find('=');
+    return env_.count(std::string(entry.substr(0, eq))) != 0;
+  };
+  if (inherit_env_ && parent_environ != nullptr) {
+    for (auto e = parent_environ; *e != nullptr; ++e) {
+      if (!changed(*e)) result.emplace_back(*e);
+    }
+  }
+  for (const auto& [name, value] : env_) {
+    if (value) result.push_back(name + "=" + *value);
+  }
+  return result;
+}
+
+std::string shell_quote(const std::string& arg) {
+  if (arg.empty()) return "''";
+  bool plain = true;
+  for (char c : arg) {
+    bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                std::string_view("@%_+=:,./-").find(c) != std::string_view::npos;
+    if (!safe) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return arg;
+  std::string quoted = "'";
+  for (char c : arg) {
+    if (c == '\'') {
+      quoted += "'\\''";
+    } else {
+      quoted += c;
+    }
+  }
+  quoted += '\'';
+  return quoted;
+}
+
+std::string Command::display() const {
+  std::string line;
+  for (const auto& arg : argv_) {
+    if (!line.empty()) line += ' ';
+    line += shell_quote(arg);
+  }
+  return line;
+}
+
+}  // namespace roadie

@@ -1,0 +1,333 @@
+#include "roadie/output.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <mutex>
+
+#include "log.hpp"
+#include "roadie/error.hpp"
+
+namespace roadie {
+
+std::string_view to_string(Stream stream) noexcept {
+  return stream == Stream::out ? "stdout" : "stderr";
+}
+
+namespace {
+
+struct StreamBuffer {
+  std::deque<Line> lines;
+  std::size_t bytes = 0;  // text bytes held in `lines`
+  std::uint64_t total_bytes = 0;
+  std::uint64_t dropped = 0;
+  std::string partial;  // bytes after the last newline
+  bool closed = false;
+};
+
+// A wait_for() in progress: the producer tests every new line against it, so a
+// match is seen even if the ring drops the line before the waiter wakes up.
+struct Watcher {
+  const std::regex* pattern;
+  std::optional<Stream> stream;
+  std::optional<Line> match;
+};
+
+struct Subscriber {
+  std::function<void(const Line&)> on_line;
+  bool active = true;
+};
+
+std::size_t index(Stream s) { return s == Stream::out ? 0 : 1; }
+
+}  // namespace
+
+struct Output::State {
+  explicit State(OutputOptions o) : options(std::move(o)) {}
+
+  OutputOptions options;
+  mutable std::mutex mutex;
+  mutable std::condition_variable changed;
+  StreamBuffer streams[2];
+  std::uint64_t next_seq = 0;
+  mutable std::list<Watcher*> watchers;
+
+  std::mutex log_mutex;
+  std::FILE* log = nullptr;
+
+  // Callbacks run under `dispatch` (recursive, so a callback may unsubscribe
+  // itself); cancelling takes it too, so it waits for a call in progress.
+  std::recursive_mutex dispatch;
+  std::mutex subscribers_mutex;
+  std::list<std::shared_ptr<Subscriber>> subscribers;
+  std::atomic<std::size_t> subscriber_count{0};
+
+  // Adds completed lines; called with `mutex` held.
+  void push(Stream s, std::string&& text, std::chrono::system_clock::time_point now,
+            std::vector<Line>* published) {
+    auto& buf = streams[index(s)];
+    Line line;
+    // When the ring is full, recycle the oldest line's storage.
+    if (buf.lines.size() >= options.max_lines && !buf.lines.empty()) {
+      line = std::move(buf.lines.front());
+      buf.bytes -= line.text.size();
+      buf.lines.pop_front();
+      ++buf.dropped;
+      line.text.assign(text);
+    } else {
+      line.text = std::move(text);
+    }
+    line.seq = next_seq++;
+    line.stream = s;
+    line.time = now;
+    buf.bytes += line.text.size();
+    for (Watcher* w : watchers) {
+      if (!w->match && (!w->stream || *w->stream == s) && std::regex_search(line.text, *w->pattern)) {
+        w->match = line;
+      }
+    }
+    if (published != nullptr) published->push_back(line);
+    buf.lines.push_back(std::move(line));
+    while (buf.bytes > options.max_bytes && buf.lines.size() > 1) {
+      buf.bytes -= buf.lines.front().text.size();
+      buf.lines.pop_front();
+      ++buf.dropped;
+    }
+  }
+
+  void notify(std::vector<Line>& published) {
+    changed.notify_all();
+    if (published.empty()) return;
+    std::lock_guard dispatch_lock(dispatch);
+    std::vector<std::shared_ptr<Subscriber>> targets;
+    {
+      std::lock_guard lock(subscribers_mutex);
+      targets.assign(subscribers.begin(), subscribers.end());
+    }
+    for (const auto& line : published) {
+      for (const auto& sub : targets) {
+        if (!sub->active) continue;
+        // One failing subscriber never stops the others or the event loop.
+        try {
+          sub->on_line(line);
+        } catch (const std::exception& e) {
+          detail::log().error("output subscriber threw: {}", e.what());
+        } catch (...) {
+          detail::log().error("output subscriber threw");
+        }
+      }
+    }
+  }
+};
+
+Output::Output(OutputOptions options) : state_(std::make_shared<State>(std::move(options))) {
+  if (!state_->options.max_lines) state_->options.max_lines = 1;
+  if (!state_->options.max_line_bytes) state_->options.max_line_bytes = 1;
+  if (!state_->options.log_file.empty()) {
+    state_->log = std::fopen(state_->options.log_file.c_str(), "ae");
+    if (state_->log == nullptr) {
+      throw Error("cannot open log file '" + state_->options.log_file.string() +
+                  "': " + std::strerror(errno));
+    }
+  }
+}
+
+Output::~Output() {
+  if (state_->log != nullptr) std::fclose(state_->log);
+}
+
+void Output::append(Stream stream, std::string_view bytes) {
+  if (bytes.empty()) return;
+  if (state_->log != nullptr) {
+    std::lock_guard lock(state_->log_mutex);
+    std::fwrite(bytes.data(), 1, bytes.size(), state_->log);
+    std::fflush(state_->log);
+  }
+  const auto now = std::chrono::system_clock::now();
+  const bool collect = state_->subscriber_count.load(std::memory_order_relaxed) != 0;
+  std::vector<Line> published;
+  {
+    std::lock_guard lock(state_->mutex);
+    auto& buf = state_->streams[index(stream)];
+    buf.total_bytes += bytes.size();
+    const std::size_t max_line = state_->options.max_line_bytes;
+    while (!bytes.empty()) {
+      const auto newline = bytes.find('\n');
+      const std::size_t segment = newline == std::string_view::npos ? bytes.size() : newline;
+      // Invariant: partial.size() <= max_line. A segment that does not fit is
+      // cut, so output without newlines cannot grow memory without bound.
+      const std::size_t room = max_line - buf.partial.size();
+      if (segment > room) {
+        buf.partial.append(bytes.substr(0, room));
+        state_->push(stream, std::move(buf.partial), now, collect ? &published : nullptr);
+        buf.partial.clear();
+        bytes.remove_prefix(room);
+        continue;
+      }
+      if (newline == std::string_view::npos) {
+        buf.partial.append(bytes);
+        break;
+      }
+      std::string text;
+      if (buf.partial.empty()) {
+        text.assign(bytes.substr(0, segment));
+      } else {
+        text = std::move(buf.partial);
+        buf.partial.clear();
+        text.append(bytes.substr(0, segment));
+      }
+      if (!text.empty() && text.back() == '\r') text.pop_back();
+      state_->push(stream, std::move(text), now, collect ? &published : nullptr);
+      bytes.remove_prefix(newline + 1);
+    }
+  }
+  state_->notify(published);
+}
+
+void Output::close(Stream stream) {
+  std::vector<Line> published;
+  {
+    std::lock_guard lock(state_->mutex);
+    auto& buf = state_->streams[index(stream)];
+    if (buf.closed) return;
+    buf.closed = true;
+    if (!buf.partial.empty()) {
+      std::string text = std::move(buf.partial);
+      buf.partial.clear();
+      if (text.back() == '\r') text.pop_back();
+      bool collect = state_->subscriber_count.load(std::memory_order_relaxed) != 0;
+      state_->push(stream, std::move(text), std::chrono::system_clock::now(),
+                   collect ? &published : nullptr);
+    }
+  }
+  state_->notify(published);
+}
+
+std::vector<Line> Output::lines() const { return since(0); }
+
+std::vector<Line> Output::lines(Stream stream) const {
+  std::lock_guard lock(state_->mutex);
+  const auto& l = state_->streams[index(stream)].lines;
+  return {l.begin(), l.end()};
+}
+
+std::vector<Line> Output::since(std::uint64_t first) const {
+  std::vector<Line> result;
+  std::lock_guard lock(state_->mutex);
+  auto seq_less = [](const Line& line, std::uint64_t seq) { return line.seq < seq; };
+  const auto& out = state_->streams[0].lines;
+  const auto& err = state_->streams[1].lines;
+  auto a = std::lower_bound(out.begin(), out.end(), first, seq_less);
+  auto b = std::lower_bound(err.begin(), err.end(), first, seq_less);
+  result.reserve(static_cast<std::size_t>((out.end() - a) + (err.end() - b)));
+  std::merge(a, out.end(), b, err.end(), std::back_inserter(result),
+             [](const Line& x, const Line& y) { return x.seq < y.seq; });
+  return result;
+}
+
+std::vector<Line> Output::tail(std::size_t n) const {
+  std::uint64_t next = next_seq();
+  // Lines are numbered across both streams, so the last n lines have seq >= next - n
+  // unless the ring dropped some of them, in which case fewer are returned.
+  return since(next > n ? next - n : 0);
+}
+
+std::uint64_t Output::next_seq() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->next_seq;
+}
+
+std::string Output::text(Stream stream) const {
+  std::string joined;
+  std::lock_guard lock(state_->mutex);
+  for (const auto& line : state_->streams[index(stream)].lines) {
+    if (!joined.empty()) joined += '\n';
+    joined += line.text;
+  }
+  return joined;
+}
+
+std::string Output::excerpt(std::size_t n) const {
+  std::string result;
+  for (const auto& line : tail(n)) {
+    result += "  [";
+    result += to_string(line.stream);
+    result += "] ";
+    result += line.text;
+    result += '\n';
+  }
+  std::lock_guard lock(state_->mutex);
+  for (Stream s : {Stream::out, Stream::err}) {
+    const auto& partial = state_->streams[index(s)].partial;
+    if (partial.empty()) continue;
+    result += "  [";
+    result += to_string(s);
+    result += "] ";
+    result += partial;
+    result += "  (no newline yet)\n";
+  }
+  return result;
+}
+
+std::uint64_t Output::bytes(Stream stream) const {
+  std::lock_guard lock(state_->mutex);
+  return state_->streams[index(stream)].total_bytes;
+}
+
+std::uint64_t Output::dropped_lines(Stream stream) const {
+  std::lock_guard lock(state_->mutex);
+  return state_->streams[index(stream)].dropped;
+}
+
+bool Output::closed(Stream stream) const {
+  std::lock_guard lock(state_->mutex);
+  return state_->streams[index(stream)].closed;
+}
+
+std::optional<Line> Output::wait_for(const std::regex& pattern, std::chrono::nanoseconds timeout,
+                                     std::optional<Stream> stream, std::uint64_t first) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock lock(state_->mutex);
+  for (Stream s : {Stream::out, Stream::err}) {
+    if (stream && *stream != s) continue;
+    for (const auto& line : state_->streams[index(s)].lines) {
+      if (line.seq >= first && std::regex_search(line.text, pattern)) return line;
+    }
+  }
+  Watcher watcher{&pattern, stream, std::nullopt};
+  auto it = state_->watchers.insert(state_->watchers.end(), &watcher);
+  auto all_closed = [&] {
+    if (stream) return state_->streams[index(*stream)].closed;
+    return state_->streams[0].closed && state_->streams[1].closed;
+  };
+  state_->changed.wait_until(lock, deadline, [&] { return watcher.match || all_closed(); });
+  state_->watchers.erase(it);
+  return std::move(watcher.match);
+}
+
+Subscription Output::subscribe(std::function<void(const Line&)> on_line) {
+  auto sub = std::make_shared<Subscriber>();
+  sub->on_line = std::move(on_line);
+  {
+    std::lock_guard lock(state_->subscribers_mutex);
+    state_->subscribers.push_back(sub);
+    state_->subscriber_count.fetch_add(1);
+  }
+  std::weak_ptr<State> weak = state_;
+  return Subscription([weak, sub] {
+    auto state = weak.lock();
+    if (!state) return;
+    std::lock_guard dispatch_lock(state->dispatch);
+    sub->active = false;
+    std::lock_guard lock(state->subscribers_mutex);
+    state->subscribers.remove(sub);
+    state->subscriber_count.fetch_sub(1);
+  });
+}
+
+}  // namespace roadie

@@ -1,0 +1,258 @@
+// The event loop: standalone Asio on one thread. Boost.Process is not included
+// here (see spawn.cpp) so that its Asio and standalone Asio never meet.
+#include <unistd.h>
+
+#include <array>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <cerrno>
+#include <future>
+#include <random>
+#include <unordered_map>
+
+#include "../log.hpp"
+#include "linux.hpp"
+#include "roadie/error.hpp"
+#include "runtime_impl.hpp"
+#include "spawn.hpp"
+
+extern char** environ;
+
+namespace roadie::detail {
+
+namespace {
+
+// Watches one child: its two pipes and its pidfd. Lives on the loop thread,
+// kept alive by its pending operations and by the runtime's table.
+class Watch : public std::enable_shared_from_this<Watch> {
+ public:
+  Watch(asio::io_context& io, std::shared_ptr<ProcessState> state, int pidfd, int out, int err)
+      : state_(std::move(state)), pidfd_(io, pidfd), out_(io, out), err_(io, err) {}
+
+  void start() {
+    read(Stream::out);
+    read(Stream::err);
+    pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
+                      [self = shared_from_this()](std::error_code ec) {
+                        if (!ec) self->on_exit();
+                      });
+  }
+
+  // Reads what is left without waiting, then closes everything.
+  void release() {
+    drain(Stream::out);
+    drain(Stream::err);
+    for (Stream s : {Stream::out, Stream::err}) {
+      if (descriptor(s).is_open()) finish(s);
+    }
+    std::error_code ignored;
+    pidfd_.close(ignored);
+  }
+
+ private:
+  asio::posix::stream_descriptor& descriptor(Stream s) { return s == Stream::out ? out_ : err_; }
+  std::array<char, 64 * 1024>& buffer(Stream s) { return s == Stream::out ? out_buf_ : err_buf_; }
+
+  void read(Stream s) {
+    descriptor(s).async_read_some(
+        asio::buffer(buffer(s)), [self = shared_from_this(), s](std::error_code ec, std::size_t n) {
+          if (n > 0) self->state_->output.append(s, {self->buffer(s).data(), n});
+          if (!ec) {
+            self->read(s);
+          } else if (ec != asio::error::operation_aborted) {
+            self->finish(s);  // end of file (or a broken pipe): the stream is over
+          }
+        });
+  }
+
+  void finish(Stream s) {
+    std::error_code ignored;
+    descriptor(s).close(ignored);
+    state_->output.close(s);
+  }
+
+  // Non-blocking read until the pipe is empty or closed.
+  void drain(Stream s) {
+    auto& d = descriptor(s);
+    if (!d.is_open()) return;
+    auto& buf = buffer(s);
+    for (;;) {
+      ssize_t n = ::read(d.native_handle(), buf.data(), buf.size());
+      if (n > 0) {
+        state_->output.append(s, {buf.data(), static_cast<std::size_t>(n)});
+      } else if (n == 0) {
+        finish(s);
+        return;
+      } else if (errno != EINTR) {
+        return;  // EAGAIN: empty for now
+      }
+    }
+  }
+
+  void on_exit() {
+    auto status = peek_exit(pidfd_.native_handle());
+    // The child is gone, so everything it wrote is in the pipes: take it
+    // before announcing the exit, so that a waiter sees all its output.
+    drain(Stream::out);
+    drain(Stream::err);
+    // No status means stop() reaped the child first; it publishes then.
+    if (status) state_->publish_exit(*status);
+  }
+
+  std::shared_ptr<ProcessState> state_;
+  asio::posix::stream_descriptor pidfd_;
+  asio::posix::stream_descriptor out_;
+  asio::posix::stream_descriptor err_;
+  std::array<char, 64 * 1024> out_buf_;
+  std::array<char, 64 * 1024> err_buf_;
+};
+
+std::string random_hex() {
+  std::random_device device;
+  std::uint64_t value = (std::uint64_t{device()} << 32) ^ device();
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+std::string default_name(const Command& command) {
+  const std::string& program = command.program();
+  auto slash = program.rfind('/');
+  return slash == std::string::npos ? program : program.substr(slash + 1);
+}
+
+}  // namespace
+
+struct RuntimeImpl::Loop {
+  asio::io_context io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
+  std::thread thread;
+  std::unordered_map<const ProcessState*, std::shared_ptr<Watch>> watches;  // loop thread only
+  std::uint64_t serial = 0;                                                 // loop thread only
+  // Creates the reactor (epoll, eventfd, timerfd) now rather than at the first
+  // spawn, so the runtime's descriptors exist from its construction on.
+  asio::posix::stream_descriptor reactor_warmup{io};
+
+  template <class F>
+  auto run(bool on_loop, F&& f) -> decltype(f()) {
+    if (on_loop) return f();
+    std::packaged_task<decltype(f())()> task(std::forward<F>(f));
+    auto result = task.get_future();
+    asio::post(io, [&task] { task(); });
+    return result.get();
+  }
+};
+
+RuntimeImpl::RuntimeImpl(RuntimeOptions options)
+    : loop_(std::make_unique<Loop>()), marker_(std::to_string(::getpid()) + "." + random_hex()) {
+  if (options.child_subreaper) subreaper_ = make_child_subreaper();
+  std::promise<void> started;
+  loop_->thread = std::thread([this, &started] {
+    loop_thread_id_ = std::this_thread::get_id();
+    started.set_value();
+    for (;;) {
+      try {
+        loop_->io.run();
+        return;
+      } catch (const std::exception& e) {
+        log().error("event loop: unexpected exception: {}", e.what());
+      }
+    }
+  });
+  started.get_future().wait();
+}
+
+RuntimeImpl::~RuntimeImpl() {
+  loop_->work.reset();
+  loop_->io.stop();
+  if (on_loop_thread()) {
+    loop_->thread.detach();  // the last owner let go from a callback
+  } else {
+    loop_->thread.join();
+  }
+}
+
+std::shared_ptr<ProcessState> RuntimeImpl::spawn(const Command& command, ProcessOptions options) {
+  std::string name = options.name.empty() ? default_name(command) : options.name;
+  auto state = std::make_shared<ProcessState>(std::move(name), command, std::move(options));
+  std::vector<std::string> environment = command.environment(environ);
+  const std::string prefix = std::string(Runtime::marker_variable) + "=";
+  std::erase_if(environment, [&](const std::string& e) { return e.rfind(prefix, 0) == 0; });
+  environment.push_back(prefix);  // completed on the loop thread with the serial
+
+  loop_->run(on_loop_thread(), [&] {
+    state->marker = marker_ + "/" + std::to_string(++loop_->serial);
+    state->marker_entry = prefix + state->marker;
+    environment.back() = state->marker_entry;
+    SpawnedChild child = spawn_child(command, environment);
+    std::error_code ec;
+    PidFd pidfd = PidFd::open(child.pid, ec);
+    if (!pidfd.valid()) {
+      ::kill(child.pid, SIGKILL);
+      reap(child.pid, true);
+      ::close(child.stdout_fd);
+      ::close(child.stderr_fd);
+      throw Error("roadie needs pidfd_open (Linux 5.3 or later): " + ec.message());
+    }
+    state->pid = child.pid;
+    state->pidfd = pidfd.get();
+    auto watch = std::make_shared<Watch>(loop_->io, state, pidfd.release(), child.stdout_fd,
+                                         child.stderr_fd);
+    loop_->watches.emplace(state.get(), watch);
+    watch->start();
+  });
+  return state;
+}
+
+void RuntimeImpl::release(const std::shared_ptr<ProcessState>& state) {
+  loop_->run(on_loop_thread(), [&] {
+    auto it = loop_->watches.find(state.get());
+    if (it == loop_->watches.end()) return;
+    it->second->release();
+    loop_->watches.erase(it);
+  });
+}
+
+bool ProcessState::publish_exit(ExitStatus s) {
+  std::list<std::shared_ptr<ExitCallback>> callbacks;
+  {
+    std::lock_guard lock(mutex);
+    if (status) return false;
+    status = s;
+    exit_seen = std::chrono::steady_clock::now();
+    callbacks.swap(exit_callbacks);
+  }
+  exited.notify_all();
+  std::lock_guard dispatch_lock(dispatch);
+  for (const auto& callback : callbacks) {
+    if (!callback->active) continue;
+    try {
+      callback->fn(s);
+    } catch (const std::exception& e) {
+      log().error("{}: exit callback threw: {}", name, e.what());
+    } catch (...) {
+      log().error("{}: exit callback threw", name);
+    }
+  }
+  return true;
+}
+
+}  // namespace roadie::detail
+
+namespace roadie {
+
+Runtime::Runtime(RuntimeOptions options)
+    : impl_(std::make_shared<detail::RuntimeImpl>(options)) {}
+
+Runtime::~Runtime() = default;
+
+Runtime& Runtime::global() {
+  static Runtime runtime;
+  return runtime;
+}
+
+const std::string& Runtime::marker() const noexcept { return impl_->marker(); }
+
+}  // namespace roadie

@@ -1,0 +1,84 @@
+// Private: the state shared between a Process handle and the event loop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "roadie/process.hpp"
+#include "roadie/runtime.hpp"
+
+namespace roadie::detail {
+
+struct ExitCallback {
+  std::function<void(const ExitStatus&)> fn;
+  bool active = true;
+};
+
+struct ProcessState {
+  ProcessState(std::string name_, Command command_, ProcessOptions options)
+      : name(std::move(name_)),
+        command(std::move(command_)),
+        stop_options(options.stop),
+        output(std::move(options.output)) {}
+
+  const std::string name;
+  const Command command;
+  const StopOptions stop_options;
+  pid_t pid = -1;
+  int pidfd = -1;  // owned by the event loop; valid until released
+  std::string marker;        // value of ROADIE_SUPERVISOR
+  std::string marker_entry;  // "ROADIE_SUPERVISOR=" + marker
+  Output output;
+
+  mutable std::mutex mutex;
+  mutable std::condition_variable exited;
+  std::optional<ExitStatus> status;  // set once, by whoever learns it first
+  std::chrono::steady_clock::time_point exit_seen;
+  std::list<std::shared_ptr<ExitCallback>> exit_callbacks;
+  std::recursive_mutex dispatch;  // held while exit callbacks run
+
+  // stop() runs once at a time; `stopped` is set when it finished (reaped,
+  // pipes drained and closed).
+  std::mutex stop_mutex;
+  bool stopped = false;
+
+  /// Records the exit status (first caller wins), wakes waiters, runs the exit
+  /// callbacks on this thread. Returns false if it was already known.
+  bool publish_exit(ExitStatus s);
+};
+
+class RuntimeImpl {
+ public:
+  explicit RuntimeImpl(RuntimeOptions options);
+  ~RuntimeImpl();
+  RuntimeImpl(const RuntimeImpl&) = delete;
+  RuntimeImpl& operator=(const RuntimeImpl&) = delete;
+
+  /// Spawns on the event-loop thread and starts watching; throws SpawnError.
+  std::shared_ptr<ProcessState> spawn(const Command& command, ProcessOptions options);
+
+  /// Drains what is left in the pipes, then closes them and the pidfd. Blocks
+  /// until done. Call after the process and its descendants were reaped.
+  void release(const std::shared_ptr<ProcessState>& state);
+
+  bool on_loop_thread() const noexcept { return std::this_thread::get_id() == loop_thread_id_; }
+  const std::string& marker() const noexcept { return marker_; }
+  bool subreaper() const noexcept { return subreaper_; }
+
+ private:
+  struct Loop;
+  std::unique_ptr<Loop> loop_;
+  std::thread::id loop_thread_id_;
+  std::string marker_;
+  bool subreaper_ = false;
+};
+
+}  // namespace roadie::detail

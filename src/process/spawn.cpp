@@ -1,0 +1,196 @@
+#include "spawn.hpp"
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/process/args.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/exe.hpp>
+#include <boost/process/extend.hpp>
+#include <boost/process/search_path.hpp>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <string_view>
+
+#include "roadie/error.hpp"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace bp = boost::process;
+
+namespace roadie::detail {
+
+namespace {
+
+// Why a step in the child failed; static strings, as the child may only make
+// async-signal-safe calls.
+constexpr const char* kChdirFailed = "chdir";
+constexpr const char* kSetupFailed = "setup";
+
+struct Pipe {
+  int read = -1;
+  int write = -1;
+  Pipe() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::system_category(), "pipe2");
+    read = fds[0];
+    write = fds[1];
+  }
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
+  ~Pipe() {
+    if (read >= 0) ::close(read);
+    if (write >= 0) ::close(write);
+  }
+};
+
+// What Boost.Process does not do for us, done in the child between fork and
+// exec (Boost's own start_dir ignores a failed chdir, so the directory change
+// is ours too), plus the parent-side record of a failed child's pid, because
+// Boost reaps it only with WNOHANG.
+struct ChildSetup : bp::extend::handler {
+  int stdin_fd;
+  int stdout_fd;
+  int stderr_fd;
+  const char* cwd;  // nullptr: keep the parent's
+  char** envp;
+  pid_t* failed_pid;
+
+  template <class Executor>
+  void on_setup(Executor& exec) const {
+    exec.env = envp;
+  }
+
+  template <class Executor>
+  void on_exec_setup(Executor& exec) const {
+    // Only async-signal-safe calls from here on.
+    auto fail = [&exec](const char* what) {
+      exec.set_error(std::error_code(errno, std::system_category()), what);
+      ::_exit(127);
+    };
+    if (::setpgid(0, 0) != 0) fail(kSetupFailed);
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(kSetupFailed);
+    if (::dup2(stdin_fd, 0) < 0 || ::dup2(stdout_fd, 1) < 0 || ::dup2(stderr_fd, 2) < 0) {
+      fail(kSetupFailed);
+    }
+    // Ignored signals stay ignored across exec; a service must see the
+    // defaults, whatever the test binary did with them.
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2}) {
+      ::signal(sig, SIG_DFL);
+    }
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (cwd != nullptr && ::chdir(cwd) != 0) fail(kChdirFailed);
+    // Nothing but stdio reaches the service (Boost's error pipe is already
+    // close-on-exec and must stay open until exec).
+    ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  }
+
+  template <class Executor>
+  void on_error(Executor& exec, const std::error_code&) const {
+    *failed_pid = exec.pid;
+  }
+};
+
+std::string path_of(const std::vector<std::string>& environment) {
+  for (const auto& entry : environment) {
+    if (entry.rfind("PATH=", 0) == 0) return entry.substr(5);
+  }
+  return "/usr/local/bin:/usr/bin:/bin";
+}
+
+[[noreturn]] void fail(const Command& command, std::error_code ec, const std::string& reason) {
+  throw SpawnError("cannot start `" + command.display() + "`: " + reason, command.display(), ec);
+}
+
+}  // namespace
+
+SpawnedChild spawn_child(const Command& command, const std::vector<std::string>& environment) {
+  const std::string& program = command.program();
+  bp::filesystem::path exe;
+  if (program.find('/') != std::string::npos) {
+    exe = program;
+  } else {
+    std::string path = path_of(environment);
+    std::vector<bp::filesystem::path> dirs;
+    std::string_view rest = path;
+    while (true) {
+      auto colon = rest.find(':');
+      auto dir = rest.substr(0, colon);
+      dirs.emplace_back(dir.empty() ? "." : std::string(dir));
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+    exe = bp::search_path(program, dirs);
+    if (exe.empty()) {
+      fail(command, std::make_error_code(std::errc::no_such_file_or_directory),
+           "program '" + program + "' not found in PATH (" + path + ")");
+    }
+  }
+
+  std::vector<char*> envp;
+  envp.reserve(environment.size() + 1);
+  for (const auto& entry : environment) envp.push_back(const_cast<char*>(entry.c_str()));
+  envp.push_back(nullptr);
+
+  std::string cwd = command.cwd() ? command.cwd()->string() : std::string();
+  if (command.cwd()) {
+    // Checked here for a precise message; the child checks again.
+    struct stat st {};
+    if (::stat(cwd.c_str(), &st) != 0) {
+      fail(command, {errno, std::system_category()},
+           "working directory '" + cwd + "': " + std::strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      fail(command, std::make_error_code(std::errc::not_a_directory),
+           "working directory '" + cwd + "' is not a directory");
+    }
+    if (::access(cwd.c_str(), X_OK) != 0) {
+      fail(command, {errno, std::system_category()},
+           "working directory '" + cwd + "': " + std::strerror(errno));
+    }
+  }
+
+  int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (devnull < 0) fail(command, {errno, std::system_category()}, "cannot open /dev/null");
+  Pipe out;
+  Pipe err;
+  pid_t failed_pid = -1;
+  ChildSetup setup;
+  setup.stdin_fd = devnull;
+  setup.stdout_fd = out.write;
+  setup.stderr_fd = err.write;
+  setup.cwd = command.cwd() ? cwd.c_str() : nullptr;
+  setup.envp = envp.data();
+  setup.failed_pid = &failed_pid;
+
+  std::vector<std::string> args(command.argv().begin() + 1, command.argv().end());
+  std::error_code ec;
+  bp::child child(bp::exe = exe.string(), bp::args = args, setup, ec);
+  ::close(devnull);
+  if (ec) {
+    // Boost reaps the failed child with WNOHANG only, which misses a child
+    // that has not finished its _exit yet.
+    if (failed_pid > 0) ::waitpid(failed_pid, nullptr, 0);
+    // The working directory was checked above, so a failure here is almost
+    // always the exec itself (a vanished directory is the rare exception).
+    fail(command, ec, "cannot execute '" + exe.string() + "': " + ec.message());
+  }
+  child.detach();  // we wait and reap ourselves; Boost must not touch the child
+  SpawnedChild result;
+  result.pid = child.id();
+  result.stdout_fd = std::exchange(out.read, -1);
+  result.stderr_fd = std::exchange(err.read, -1);
+  ::fcntl(result.stdout_fd, F_SETFL, O_NONBLOCK);
+  ::fcntl(result.stderr_fd, F_SETFL, O_NONBLOCK);
+  return result;
+}
+
+}  // namespace roadie::detail

@@ -1,0 +1,91 @@
+#include "test_support.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "process/linux.hpp"
+#include "roadie/runtime.hpp"
+
+namespace roadie::testing {
+
+std::string child(const std::string& name) {
+  return std::string(ROADIE_TEST_CHILDREN_DIR) + "/" + name;
+}
+
+TempDir::TempDir() {
+  std::random_device random;
+  path_ = std::filesystem::path(ROADIE_TEST_TMP_DIR) /
+          ("t" + std::to_string(::getpid()) + "_" + std::to_string(random()));
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+bool exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+
+bool wait_for_file(const std::filesystem::path& file, std::chrono::nanoseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!std::filesystem::exists(file)) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+std::set<int> open_fds() {
+  std::set<int> fds;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    fds.insert(std::stoi(entry.path().filename().string()));
+  }
+  return fds;
+}
+
+namespace {
+
+std::string describe(pid_t pid) {
+  std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string text((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+  for (char& c : text) {
+    if (c == '\0') c = ' ';
+  }
+  return "pid " + std::to_string(pid) + " [" + detail::process_state(pid) + "] " + text;
+}
+
+std::string fd_target(int fd) {
+  char target[512] = {};
+  auto n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), target, sizeof target - 1);
+  return n > 0 ? std::string(target, static_cast<std::size_t>(n)) : "?";
+}
+
+}  // namespace
+
+void NoLeaks::SetUp() { fds_before_ = open_fds(); }
+
+void NoLeaks::TearDown() {
+  std::ostringstream leaks;
+  for (pid_t pid : detail::processes_with_marker(Runtime::marker_variable,
+                                                 Runtime::global().marker())) {
+    leaks << "  process left running: " << describe(pid) << "\n";
+    ::kill(pid, SIGKILL);
+  }
+  for (pid_t pid : detail::own_children()) {
+    leaks << "  child left behind: " << describe(pid) << "\n";
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+  for (int fd : open_fds()) {
+    if (!fds_before_.count(fd)) leaks << "  descriptor left open: " << fd << " -> " << fd_target(fd) << "\n";
+  }
+  if (!leaks.str().empty()) ADD_FAILURE() << "the test left things behind:\n" << leaks.str();
+}
+
+}  // namespace roadie::testing

@@ -1,0 +1,51 @@
+// Shared by roadie's tests: where the child programs are, and a fixture that
+// fails a test which leaves a process, a zombie or a descriptor behind.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <string>
+
+namespace roadie::testing {
+
+/// Absolute path of a child program from tests/resources.
+std::string child(const std::string& name);
+
+/// A fresh directory under the build tree, removed at the end of the test.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// True while `pid` exists (zombies count as existing).
+bool exists(pid_t pid);
+
+/// Waits (bounded) until a file exists; returns false on timeout.
+bool wait_for_file(const std::filesystem::path& file, std::chrono::nanoseconds timeout);
+
+/// Base fixture: after each test, no child of this process (live or zombie),
+/// no process carrying this runtime's marker, and no new descriptor remains.
+/// Anything found fails the test and is then killed by pid and reaped, so one
+/// leak does not cascade into the next test.
+class NoLeaks : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+ private:
+  std::set<int> fds_before_;
+};
+
+/// Descriptors open in this process.
+std::set<int> open_fds();
+
+}  // namespace roadie::testing

@@ -1,0 +1,195 @@
+// Line splitting, bounds, tee and waiting, fed directly (no process needed).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <thread>
+
+#include "roadie/error.hpp"
+#include "roadie/output.hpp"
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using roadie::Line;
+using roadie::Output;
+using roadie::OutputOptions;
+using roadie::Stream;
+
+namespace {
+
+std::vector<std::string> texts(const std::vector<Line>& lines) {
+  std::vector<std::string> result;
+  for (const auto& line : lines) result.push_back(line.text);
+  return result;
+}
+
+using Strings = std::vector<std::string>;
+
+}  // namespace
+
+TEST(Output, SplitsLinesAcrossPartialWrites) {
+  Output out;
+  out.append(Stream::out, "hel");
+  EXPECT_TRUE(out.lines().empty());
+  out.append(Stream::out, "lo\nwor");
+  out.append(Stream::out, "ld\r\n\nlast");
+  EXPECT_EQ(texts(out.lines()), (Strings{"hello", "world", ""}));
+  out.close(Stream::out);
+  EXPECT_EQ(texts(out.lines()), (Strings{"hello", "world", "", "last"}));
+  EXPECT_TRUE(out.closed(Stream::out));
+  EXPECT_FALSE(out.closed(Stream::err));
+}
+
+TEST(Output, NumbersLinesAcrossStreamsInArrivalOrder) {
+  Output out;
+  out.append(Stream::out, "a\n");
+  out.append(Stream::err, "b\n");
+  out.append(Stream::out, "c\n");
+  auto lines = out.lines();
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0].seq, 0u);
+  EXPECT_EQ(lines[1].seq, 1u);
+  EXPECT_EQ(lines[1].stream, Stream::err);
+  EXPECT_EQ(texts(out.lines(Stream::out)), (Strings{"a", "c"}));
+  EXPECT_EQ(texts(out.since(1)), (Strings{"b", "c"}));
+  EXPECT_EQ(texts(out.tail(2)), (Strings{"b", "c"}));
+  EXPECT_EQ(out.next_seq(), 3u);
+  EXPECT_EQ(out.text(Stream::out), "a\nc");
+}
+
+TEST(Output, RingKeepsTheLastLinesAndCountsDropped) {
+  OutputOptions options;
+  options.max_lines = 3;
+  Output out(options);
+  for (int i = 0; i < 10; ++i) out.append(Stream::out, std::to_string(i) + "\n");
+  EXPECT_EQ(texts(out.lines()), (Strings{"7", "8", "9"}));
+  EXPECT_EQ(out.dropped_lines(Stream::out), 7u);
+  EXPECT_EQ(out.bytes(Stream::out), 20u);
+  EXPECT_EQ(texts(out.since(2)), (Strings{"7", "8", "9"}));  // dropped ones are gone
+}
+
+TEST(Output, ByteBoundDropsOldestLines) {
+  OutputOptions options;
+  options.max_bytes = 10;
+  Output out(options);
+  out.append(Stream::err, "aaaa\nbbbb\ncccc\n");
+  EXPECT_EQ(texts(out.lines()), (Strings{"bbbb", "cccc"}));
+  EXPECT_EQ(out.dropped_lines(Stream::err), 1u);
+}
+
+TEST(Output, CutsLinesLongerThanTheBound) {
+  OutputOptions options;
+  options.max_line_bytes = 4;
+  Output out(options);
+  out.append(Stream::out, "abcdefghij");
+  out.append(Stream::out, "kl\nmnop\n");
+  EXPECT_EQ(texts(out.lines()), (Strings{"abcd", "efgh", "ijkl", "mnop"}));
+}
+
+TEST(Output, SubscribersSeeEveryLineUntilUnsubscribed) {
+  Output out;
+  std::vector<std::string> seen;
+  auto subscription = out.subscribe([&](const Line& line) { seen.push_back(line.text); });
+  out.append(Stream::out, "one\ntw");
+  out.append(Stream::out, "o\n");
+  subscription.reset();
+  out.append(Stream::out, "three\n");
+  EXPECT_EQ(seen, (Strings{"one", "two"}));
+}
+
+TEST(Output, ThrowingSubscriberDoesNotStopOthers) {
+  Output out;
+  int calls = 0;
+  auto bad = out.subscribe([](const Line&) { throw std::runtime_error("boom"); });
+  auto good = out.subscribe([&](const Line&) { ++calls; });
+  out.append(Stream::out, "x\ny\n");
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(Output, WaitForFindsExistingAndFutureLines) {
+  Output out;
+  out.append(Stream::out, "starting\n");
+  auto found = out.wait_for(std::regex("start"), 0ms);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->text, "starting");
+
+  std::thread writer([&] {
+    std::this_thread::sleep_for(50ms);
+    out.append(Stream::err, "listening on port 80");
+    out.append(Stream::err, "80\n");
+  });
+  auto later = out.wait_for(std::regex("port \\d+$"), 10s, Stream::err);
+  writer.join();
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->text, "listening on port 8080");
+  EXPECT_EQ(later->stream, Stream::err);
+}
+
+TEST(Output, WaitForSeesALineEvenIfTheRingDroppedIt) {
+  OutputOptions options;
+  options.max_lines = 1;
+  Output out(options);
+  std::thread writer([&] {
+    std::this_thread::sleep_for(20ms);
+    out.append(Stream::out, "banner\nnoise\nnoise\n");
+  });
+  auto found = out.wait_for(std::regex("banner"), 10s);
+  writer.join();
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->seq, 0u);
+}
+
+TEST(Output, WaitForTimesOutAndRespectsTheStartingSeq) {
+  Output out;
+  out.append(Stream::out, "old match\n");
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(out.wait_for(std::regex("match"), 50ms, std::nullopt, 1));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
+  EXPECT_FALSE(out.wait_for(std::regex("match"), 0ms, Stream::err));
+}
+
+TEST(Output, WaitForReturnsWhenTheStreamsClose) {
+  Output out;
+  std::thread closer([&] {
+    std::this_thread::sleep_for(20ms);
+    out.close(Stream::out);
+    out.close(Stream::err);
+  });
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(out.wait_for(std::regex("never"), 60s));
+  closer.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
+}
+
+TEST(Output, ExcerptPrefixesEachLineWithItsStream) {
+  Output out;
+  out.append(Stream::out, "a\n");
+  out.append(Stream::err, "b\npartial");
+  EXPECT_EQ(out.excerpt(), "  [stdout] a\n  [stderr] b\n  [stderr] partial  (no newline yet)\n");
+}
+
+TEST(Output, TeesRawBytesToTheLogFile) {
+  roadie::testing::TempDir dir;
+  OutputOptions options;
+  options.log_file = dir.path() / "service.log";
+  {
+    Output out(options);
+    out.append(Stream::out, "hel");
+    out.append(Stream::err, "lo\n");
+    // Flushed as it arrives, before the Output is gone.
+    std::ifstream log(options.log_file);
+    std::string content((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(content, "hello\n");
+  }
+}
+
+TEST(Output, UnwritableLogFileIsAClearError) {
+  OutputOptions options;
+  options.log_file = "/nonexistent-dir/service.log";
+  try {
+    Output out(options);
+    FAIL() << "no exception";
+  } catch (const roadie::Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "cannot open log file '/nonexistent-dir/service.log': No such file or directory");
+  }
+}
