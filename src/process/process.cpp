@@ -164,8 +164,9 @@ ExitStatus Process::stop(const StopOptions& options) {
     }
   };
   auto signal_all = [&] {
-    ::kill(-pgid, current_signal);
-    detail::send_signal(s.pidfd, current_signal);
+    // The leader is in its group (setsid() is refused to a group leader); its
+    // pidfd is the fallback only if the group is gone, so it gets one signal.
+    if (::kill(-pgid, current_signal) != 0) detail::send_signal(s.pidfd, current_signal);
     for (auto& [pid, pidfd] : tracked) detail::send_signal(pidfd.get(), current_signal);
   };
   auto alive = [&] {
