@@ -124,6 +124,7 @@ void bench_exit_notice(int rounds) {
   std::printf("              roadie exit callback         median %8.1f us  p95 %8.1f us  (target <= 1000 us)\n",
               c.median, c.p95);
   std::printf("              roadie wait() returned       median %8.1f us  p95 %8.1f us\n", w.median, w.p95);
+  std::printf("              roadie over the floor        median %8.1f us\n", c.median - b.median);
 }
 
 void bench_drain(int megabytes, int rounds) {

@@ -20,3 +20,8 @@ if(NOT TARGET roadie_asio)
 endif()
 
 find_package(spdlog REQUIRED CONFIG)
+
+# cpp-httplib is a shared library built with OpenSSL, zlib and brotli; only its
+# pkg-config file carries the CPPHTTPLIB_* flags that keep the ABI in step.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)

@@ -2,7 +2,7 @@
 # that the library, its tests and its helpers are built the same way.
 add_library(roadie_build_options INTERFACE)
 target_compile_options(roadie_build_options INTERFACE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
-                                                     -Wno-sign-conversion)
+                                                     -Wno-sign-conversion -Wno-missing-field-initializers)
 if(ROADIE_WARNINGS_AS_ERRORS)
   target_compile_options(roadie_build_options INTERFACE -Werror)
 endif()

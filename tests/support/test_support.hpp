@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -25,6 +26,12 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// A loopback TCP port that was free a moment ago (the kernel's choice).
+std::uint16_t free_port();
+
+/// CLOCK_MONOTONIC in nanoseconds (what the child programs print).
+long long monotonic_ns();
 
 /// True while `pid` exists (zombies count as existing).
 bool exists(pid_t pid);

@@ -1,0 +1,176 @@
+// Executors: one supervised service each. start() returns when the service is
+// ready (or throws with a diagnosis), stop() escalates, the destructor cleans up.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "roadie/command.hpp"
+#include "roadie/exit_status.hpp"
+#include "roadie/output.hpp"
+#include "roadie/ready.hpp"
+
+namespace roadie {
+
+class Executor;
+class Runtime;
+
+/// How an executor runs its service. Durations are stretched by
+/// ROADIE_TIME_SCALE (see clock.hpp).
+struct ExecutorOptions {
+  /// For messages and events; defaults to the program's file name.
+  std::string name;
+  /// Start deadline: spawn to ready.
+  std::chrono::milliseconds timeout{30'000};
+  /// Grace between the stop signal and the kill signal.
+  std::chrono::milliseconds stop_timeout{10'000};
+  int stop_signal = SIGTERM;
+  int kill_signal = SIGKILL;
+  /// Exit codes stop() accepts besides 0 and death by the stop or kill signal.
+  std::vector<int> expected_exit_codes;
+  /// Variables set over the inherited environment (or over nothing, with
+  /// `replace_env`).
+  std::map<std::string, std::string> env;
+  bool replace_env = false;
+  std::optional<std::filesystem::path> cwd;
+  /// Tee of both output streams (appended, flushed as it arrives).
+  std::filesystem::path log_file;
+  /// Bounds of the captured output.
+  std::size_t max_output_lines = 10'000;
+  std::size_t max_output_bytes = 8 * 1024 * 1024;
+};
+
+/// Lifecycle events of an executor, in firing order. Override what you need.
+/// on_line runs on the event-loop thread (keep it short); the others run on the
+/// thread that caused them, except on_exited (event-loop thread).
+class ExecutorListener {
+ public:
+  virtual ~ExecutorListener() = default;
+  virtual void on_starting(const Executor&) {}
+  virtual void on_ready(const Executor&, std::chrono::nanoseconds /*time_to_ready*/) {}
+  virtual void on_line(const Executor&, const Line&) {}
+  /// The service exited by itself (not through stop() or kill()).
+  virtual void on_exited(const Executor&, const ExitStatus&) {}
+  virtual void on_stopped(const Executor&, const ExitStatus&) {}
+};
+
+/// A service stopped for the length of a scope (see Executor::stopped()).
+class StoppedScope {
+ public:
+  StoppedScope(StoppedScope&& other) noexcept : executor_(std::exchange(other.executor_, nullptr)) {}
+  StoppedScope& operator=(StoppedScope&&) = delete;
+  StoppedScope(const StoppedScope&) = delete;
+  /// Starts the service again unless restart() did; a failure is logged (a
+  /// destructor cannot throw): call restart() to see it as an exception.
+  ~StoppedScope();
+  /// Starts the service again now, readiness re-checked; throws like start().
+  void restart();
+
+ private:
+  friend class Executor;
+  explicit StoppedScope(Executor& executor) : executor_(&executor) {}
+  Executor* executor_;
+};
+
+/// One supervised service: a command plus a readiness check.
+///
+///     roadie::TcpExecutor redis({"redis-server", "--port", "7001"}, "127.0.0.1", 7001);
+///     redis.start();   // returns when 127.0.0.1:7001 accepts, or throws
+///
+/// Move-only; the destructor stops the service and never throws.
+class Executor {
+ public:
+  explicit Executor(Command command, ExecutorOptions options = {});
+  Executor(Command command, ReadinessCheck check, ExecutorOptions options = {});
+  Executor(Executor&&) noexcept;
+  Executor& operator=(Executor&&) noexcept;
+  virtual ~Executor();
+
+  /// Spawns the service and waits until it is ready. No effect if it is
+  /// running. Throws:
+  /// - AlreadyRunning: the endpoint is served before anything was started;
+  /// - SpawnError: the program could not be executed;
+  /// - ProcessExitedWithError: the process exited before it was ready (at
+  ///   once, whatever its exit code);
+  /// - TimeoutExpired: not ready within `timeout` (the process is stopped).
+  Executor& start();
+  /// Stops the service (stop signal, `stop_timeout`, kill signal). No effect if
+  /// it was never started. Throws ProcessFinishedWithError when the exit code
+  /// is not expected.
+  Executor& stop();
+  /// Kills the service at once with the kill signal.
+  Executor& kill();
+  /// Stops the service now and starts it again (readiness re-checked) when the
+  /// returned scope ends. Throws roadie::Error if the service is not running.
+  [[nodiscard]] StoppedScope stopped();
+
+  bool running() const;
+  /// The pid while started, -1 before.
+  pid_t pid() const;
+  /// The output of the current (or last) run. Throws roadie::Error before the
+  /// first start.
+  Output& output() const;
+  /// The exit status of the last run, once it ended.
+  std::optional<ExitStatus> exit_status() const;
+  /// Spawn to ready of the last start.
+  std::chrono::nanoseconds time_to_ready() const;
+
+  const std::string& name() const;
+  const Command& command() const;
+  const ExecutorOptions& options() const;
+  const ReadinessCheck& check() const;
+
+  /// Adds a listener for the lifecycle events (kept until the executor goes).
+  Executor& add_listener(std::shared_ptr<ExecutorListener> listener);
+
+  /// "service 'redis' (`redis-server --port 7001`)", for messages.
+  std::string describe() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Ready when a regex banner appears on stdout or stderr (either when not given).
+class OutputExecutor : public Executor {
+ public:
+  OutputExecutor(Command command, std::string banner, ExecutorOptions options = {},
+                 std::optional<Stream> stream = {});
+};
+
+/// Ready when host:port accepts a TCP connection.
+class TcpExecutor : public Executor {
+ public:
+  TcpExecutor(Command command, std::string host, std::uint16_t port, ExecutorOptions options = {});
+};
+
+/// Ready when an HTTP request (HEAD by default) gets a status matching a regex
+/// (2.. by default).
+class HttpExecutor : public Executor {
+ public:
+  HttpExecutor(Command command, std::string url, ExecutorOptions options = {});
+  HttpExecutor(Command command, HttpCheck request, ExecutorOptions options = {});
+};
+
+/// Ready when a file (a pid file) exists.
+class PidExecutor : public Executor {
+ public:
+  PidExecutor(Command command, std::filesystem::path file, ExecutorOptions options = {});
+};
+
+/// Ready when a unix stream socket accepts a connection.
+class UnixSocketExecutor : public Executor {
+ public:
+  UnixSocketExecutor(Command command, std::filesystem::path socket, ExecutorOptions options = {});
+};
+
+}  // namespace roadie

@@ -1,0 +1,587 @@
+// Executors against real child programs: mirakuru's scenarios re-done, and
+// each of mirakuru's defects as a test of its own.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "roadie/clock.hpp"
+#include "roadie/error.hpp"
+#include "roadie/executor.hpp"
+#include "roadie/process.hpp"
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using roadie::Command;
+using roadie::Executor;
+using roadie::ExecutorOptions;
+using roadie::HttpCheck;
+using roadie::HttpExecutor;
+using roadie::OutputExecutor;
+using roadie::PidExecutor;
+using roadie::Stream;
+using roadie::TcpExecutor;
+using roadie::UnixSocketExecutor;
+using roadie::testing::child;
+using roadie::testing::free_port;
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+
+namespace {
+
+class ExecutorTest : public roadie::testing::NoLeaks {};
+
+ExecutorOptions with_timeout(std::chrono::milliseconds timeout) {
+  ExecutorOptions options;
+  options.timeout = timeout;
+  return options;
+}
+
+template <class F>
+std::chrono::steady_clock::duration timed(F&& f) {
+  auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::steady_clock::now() - t0;
+}
+
+// Records lifecycle events as text, for comparison with an expected list.
+class Recorder : public roadie::ExecutorListener {
+ public:
+  void on_starting(const Executor& e) override { add("starting " + e.name()); }
+  void on_ready(const Executor& e, std::chrono::nanoseconds) override { add("ready " + e.name()); }
+  void on_line(const Executor& e, const roadie::Line& line) override {
+    add("line " + e.name() + ": " + line.text);
+  }
+  void on_exited(const Executor& e, const roadie::ExitStatus& s) override {
+    add("exited " + e.name() + ": " + s.describe());
+  }
+  void on_stopped(const Executor& e, const roadie::ExitStatus& s) override {
+    add("stopped " + e.name() + ": " + s.describe());
+  }
+  std::vector<std::string> events() {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+
+ private:
+  void add(std::string event) {
+    std::lock_guard lock(mutex_);
+    events_.push_back(std::move(event));
+  }
+  std::mutex mutex_;
+  std::vector<std::string> events_;
+};
+
+}  // namespace
+
+// --- basics -------------------------------------------------------------------
+
+TEST_F(ExecutorTest, StartStopRunningWithArgv) {
+  Executor e(Command{child("child_idle")});
+  EXPECT_FALSE(e.running());
+  EXPECT_EQ(e.pid(), -1);
+  e.start();
+  EXPECT_TRUE(e.running());
+  EXPECT_GT(e.pid(), 0);
+  e.stop();
+  EXPECT_FALSE(e.running());
+  EXPECT_EQ(e.exit_status()->signal(), SIGTERM);
+}
+
+TEST_F(ExecutorTest, StartStopRunningWithShell) {
+  OutputExecutor e(Command::shell("echo shell-ready; exec " + child("child_idle")), "shell-ready");
+  e.start();
+  EXPECT_TRUE(e.running());
+  e.stop();
+  EXPECT_FALSE(e.running());
+}
+
+TEST_F(ExecutorTest, StartIsChainableAndIdempotent) {
+  Executor e(Command{child("child_idle")});
+  pid_t pid = e.start().start().pid();
+  EXPECT_EQ(e.pid(), pid);
+}
+
+TEST_F(ExecutorTest, StopBeforeStartIsANoOp) {
+  Executor e(Command{child("child_idle")});
+  EXPECT_NO_THROW(e.stop());
+  EXPECT_NO_THROW(e.kill());
+  EXPECT_FALSE(e.running());
+}
+
+TEST_F(ExecutorTest, StartAfterStopWorks) {
+  OutputExecutor e(Command{child("child_banner")}, "ready");
+  pid_t first = e.start().pid();
+  e.stop();
+  pid_t second = e.start().pid();
+  EXPECT_NE(first, second);
+  EXPECT_TRUE(e.running());
+}
+
+TEST_F(ExecutorTest, DestroyingARunningExecutorStopsIt) {
+  pid_t pid;
+  {
+    Executor e(Command{child("child_idle")});
+    pid = e.start().pid();
+  }
+  EXPECT_FALSE(roadie::testing::exists(pid));
+}
+
+TEST_F(ExecutorTest, CustomStopSignalAndExpectedExitCode) {
+  ExecutorOptions options;
+  options.stop_signal = SIGINT;
+  options.expected_exit_codes = {3};
+  OutputExecutor e(Command::shell("trap 'exit 3' INT; echo ready; while true; do sleep 1; done"),
+                   "ready", options);
+  e.start();
+  EXPECT_NO_THROW(e.stop());
+  EXPECT_EQ(e.exit_status()->code(), 3);
+}
+
+TEST_F(ExecutorTest, UnexpectedExitCodeAtStopIsAnError) {
+  ExecutorOptions options;
+  options.name = "trapper";
+  OutputExecutor e(Command::shell("trap 'echo bye; exit 3' TERM; echo ready; while true; do sleep 1; done"),
+                   "ready", options);
+  e.start();
+  try {
+    e.stop();
+    FAIL() << "no exception";
+  } catch (const roadie::ProcessFinishedWithError& error) {
+    EXPECT_EQ(error.exit_code(), 3);
+    EXPECT_THAT(error.what(), HasSubstr("service 'trapper' (`/bin/sh -c"));
+    EXPECT_THAT(error.what(), HasSubstr("exited with code 3; expected exit codes: 0, or SIGTERM."));
+    EXPECT_THAT(error.what(), HasSubstr("Last output:\n  [stdout] ready\n"));
+    EXPECT_THAT(error.what(), HasSubstr("\n  [stdout] bye\n"));
+  }
+  EXPECT_FALSE(e.running());
+}
+
+TEST_F(ExecutorTest, MissingProgramIsASpawnErrorNamingTheService) {
+  ExecutorOptions options;
+  options.name = "ghost";
+  Executor e(Command{"roadie-no-such-binary"}, options);
+  try {
+    e.start();
+    FAIL() << "no exception";
+  } catch (const roadie::SpawnError& error) {
+    EXPECT_THAT(error.what(), HasSubstr("service 'ghost': cannot start `roadie-no-such-binary`"));
+  }
+}
+
+TEST_F(ExecutorTest, EnvCwdAndLogFileFromOptions) {
+  roadie::testing::TempDir dir;
+  ExecutorOptions options;
+  options.env = {{"ROADIE_GREETING", "hi"}};
+  options.cwd = dir.path();
+  options.log_file = dir.path() / "service.log";
+  OutputExecutor e(Command::shell(child("child_env") + " ROADIE_GREETING; echo done; exec " +
+                                  child("child_idle")),
+                   "done", options);
+  e.start();
+  EXPECT_THAT(e.output().text(Stream::out), HasSubstr("cwd=" + dir.path().string()));
+  EXPECT_THAT(e.output().text(Stream::out), HasSubstr("ROADIE_GREETING=hi"));
+  e.stop();
+  std::ifstream log(dir.path() / "service.log");
+  std::string content((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(content, HasSubstr("ROADIE_GREETING=hi\ndone\n"));
+}
+
+// --- mirakuru's defects -----------------------------------------------------------
+
+TEST_F(ExecutorTest, ExitBeforeTheBannerFailsAtOnce) {
+  OutputExecutor e(Command{child("child_exit"), "3"}, "never printed", with_timeout(60s));
+  auto took = timed([&] {
+    try {
+      e.start();
+      FAIL() << "no exception";
+    } catch (const roadie::ProcessExitedWithError& error) {
+      EXPECT_EQ(error.exit_code(), 3);
+      EXPECT_THAT(error.what(), MatchesRegex(
+          "service 'child_exit' \\(`.*/child_exit 3`\\) exited with code 3 after [0-9.]+ s, before it "
+          "was ready \\(waiting for banner /never printed/\\)\\. Last output:\n  \\[stdout\\] exiting\n"));
+    }
+  });
+  EXPECT_LT(took, 30s);  // not the 60 s start timeout
+  EXPECT_FALSE(e.running());
+}
+
+TEST_F(ExecutorTest, ExitWithCodeZeroBeforeReadyFailsAndSaysSo) {
+  TcpExecutor e(Command{child("child_exit"), "0"}, "127.0.0.1", free_port(), with_timeout(60s));
+  try {
+    e.start();
+    FAIL() << "no exception";
+  } catch (const roadie::ProcessExitedWithError& error) {
+    EXPECT_EQ(error.exit_code(), 0);
+    EXPECT_THAT(error.what(), HasSubstr("exited with code 0 after"));
+    EXPECT_THAT(error.what(), HasSubstr("It exited with code 0 before it was ready"));
+  }
+}
+
+TEST_F(ExecutorTest, KilledBySignalBeforeReadyReadsAsMinusN) {
+  OutputExecutor e(Command{child("child_exit"), "--signal", "9"}, "never", with_timeout(60s));
+  try {
+    e.start();
+    FAIL() << "no exception";
+  } catch (const roadie::ProcessExitedWithError& error) {
+    EXPECT_EQ(error.exit_code(), -9);
+    EXPECT_THAT(error.what(), HasSubstr("killed by signal 9 (SIGKILL) after"));
+  }
+}
+
+TEST_F(ExecutorTest, HttpServerThatNeverAnswersDoesNotHangStart) {
+  auto port = free_port();
+  HttpCheck request;
+  request.url = "http://127.0.0.1:" + std::to_string(port) + "/";
+  request.attempt_timeout = 200ms;
+  ExecutorOptions options = with_timeout(1500ms);
+  options.name = "mute";
+  HttpExecutor e(Command{child("child_http"), std::to_string(port), "--hang"}, request, options);
+  auto took = timed([&] {
+    try {
+      e.start();
+      FAIL() << "no exception";
+    } catch (const roadie::TimeoutExpired& error) {
+      EXPECT_THAT(error.what(), HasSubstr("service 'mute'"));
+      EXPECT_THAT(error.what(), HasSubstr("was not ready within"));
+      EXPECT_THAT(error.what(), HasSubstr("waiting for http HEAD " + request.url + " -> /2../"));
+      EXPECT_THAT(error.what(), HasSubstr("no answer within"));
+      EXPECT_THAT(error.what(), HasSubstr("It was killed. Last output:\n  [stdout] hanging\n"));
+    }
+  });
+  EXPECT_LT(took, roadie::scaled(1500ms) + 1s);  // each attempt bounded, the deadline kept
+}
+
+TEST_F(ExecutorTest, BannerWhoseNewlineArrivesLaterIsFound) {
+  OutputExecutor e(Command{child("child_partial"), "300"}, "hello world", with_timeout(30s));
+  // child_partial exits right after the line, so it may have exited by the
+  // time start() looks: either ready, or "right after it was ready".
+  try {
+    e.start();
+  } catch (const roadie::ProcessExitedWithError& error) {
+    EXPECT_THAT(error.what(), HasSubstr("right after it was ready"));
+  }
+  EXPECT_EQ(e.output().lines(Stream::out).at(0).text, "hello world");
+}
+
+TEST_F(ExecutorTest, FiveMegabytesBeforeTheBannerAreNoObstacle) {
+  OutputExecutor e(Command{child("child_chatty"), "5"}, "the banner: ready", with_timeout(60s));
+  e.start();
+  long long ready_at = roadie::testing::monotonic_ns();
+  auto line = e.output().wait_for(std::regex("wrote 5 MB from (\\d+) to (\\d+)"), 0s);
+  ASSERT_TRUE(line);
+  std::smatch m;
+  std::regex_search(line->text, m, std::regex("from (\\d+) to (\\d+)"));
+  long long start = std::stoll(m[1]), end = std::stoll(m[2]);
+  double writing = double(end - start), to_ready = double(ready_at - start);
+  // Within 20% of the child's own writing time; the absolute slack absorbs a
+  // loaded machine's scheduling (the benchmark measures the real ratio).
+  EXPECT_LE(to_ready, 1.2 * writing + double(roadie::scaled(25ms).count()))
+      << "writing " << writing / 1e6 << " ms, ready after " << to_ready / 1e6 << " ms";
+}
+
+TEST_F(ExecutorTest, ServiceIgnoringTheStopSignalIsKilledAfterStopTimeout) {
+  ExecutorOptions options = with_timeout(60s);
+  options.stop_timeout = 300ms;
+  OutputExecutor e(Command{child("child_ignore_term")}, "ignoring", options);
+  e.start();
+  auto took = timed([&] { e.stop(); });  // killed by the kill signal: expected, no throw
+  EXPECT_GE(took, 300ms);
+  EXPECT_LT(took, 30s);  // the stop timeout, not the 60 s start timeout
+  EXPECT_EQ(e.exit_status()->signal(), SIGKILL);
+}
+
+TEST_F(ExecutorTest, StoppedOnAServiceThatIsNotRunningIsAClearError) {
+  Executor e(Command{child("child_idle")}, ExecutorOptions{.name = "idle"});
+  try {
+    auto scope = e.stopped();
+    FAIL() << "no exception";
+  } catch (const roadie::Error& error) {
+    EXPECT_THAT(error.what(), HasSubstr("service 'idle' (`"));
+    EXPECT_THAT(error.what(), HasSubstr("stopped() needs a running service; start() it first"));
+  }
+}
+
+// --- readiness scenarios -------------------------------------------------------------
+
+TEST_F(ExecutorTest, TcpServerListeningAfterTwoSecondsIsDetected) {
+  auto port = free_port();
+  TcpExecutor e(Command{child("child_listen"), "tcp:" + std::to_string(port), "--delay-ms", "2000"},
+                "127.0.0.1", port, with_timeout(60s));
+  e.start();
+  EXPECT_GE(e.time_to_ready(), 2s);
+  EXPECT_THAT(e.output().text(Stream::out), HasSubstr("listening"));
+}
+
+TEST_F(ExecutorTest, TcpTimeoutMessageNamesEverything) {
+  auto port = free_port();
+  ExecutorOptions options = with_timeout(300ms);
+  options.name = "late";
+  TcpExecutor e(Command{child("child_banner"), "--text", "not listening"}, "127.0.0.1", port, options);
+  try {
+    e.start();
+    FAIL() << "no exception";
+  } catch (const roadie::TimeoutExpired& error) {
+    EXPECT_THAT(error.what(), MatchesRegex(
+        "service 'late' \\(`.*/child_banner --text 'not listening'`\\) \\(pid [0-9]+\\) was not ready "
+        "within [0-9.]+ s( \\(ROADIE_TIME_SCALE=[0-9.]+\\))?: waiting for tcp 127\\.0\\.0\\.1:" +
+        std::to_string(port) + "; last attempt: Connection refused\\. It was killed\\. Last output:\n"
+        "  \\[stdout\\] not listening\n"));
+  }
+  EXPECT_FALSE(e.running());
+}
+
+TEST_F(ExecutorTest, SecondExecutorOnTheSamePortIsAlreadyRunning) {
+  auto port = free_port();
+  Command command{child("child_listen"), "tcp:" + std::to_string(port)};
+  TcpExecutor first(command, "127.0.0.1", port);
+  first.start();
+  TcpExecutor second(command, "127.0.0.1", port);
+  try {
+    second.start();
+    FAIL() << "no exception";
+  } catch (const roadie::AlreadyRunning& error) {
+    EXPECT_EQ(std::string(error.what()),
+              "tcp 127.0.0.1:" + std::to_string(port) + " is already served by another process");
+  }
+  EXPECT_EQ(second.pid(), -1);  // nothing was started
+}
+
+TEST_F(ExecutorTest, HttpStatusMustMatchTheDefault2xx) {
+  auto port = free_port();
+  std::string url = "http://127.0.0.1:" + std::to_string(port) + "/status";
+  HttpExecutor e(Command{child("child_http"), std::to_string(port), "--status", "404"}, url,
+                 with_timeout(500ms));
+  try {
+    e.start();
+    FAIL() << "no exception";
+  } catch (const roadie::TimeoutExpired& error) {
+    EXPECT_THAT(error.what(), HasSubstr("last attempt: status 404 does not match /2../"));
+  }
+}
+
+TEST_F(ExecutorTest, Http404AcceptedWhenAsked) {
+  auto port = free_port();
+  HttpCheck request;
+  request.url = "http://127.0.0.1:" + std::to_string(port) + "/missing";
+  request.status = "404";
+  HttpExecutor e(Command{child("child_http"), std::to_string(port), "--status", "404", "--delay-ms", "200"},
+                 request);
+  e.start();
+  EXPECT_TRUE(e.running());
+}
+
+TEST_F(ExecutorTest, HttpMethodsHeadersAndBody) {
+  auto port = free_port();
+  Command command{child("child_http"), std::to_string(port), "--require-header", "X-Token:abc"};
+  for (std::string method : {"HEAD", "GET", "POST"}) {
+    HttpCheck request;
+    request.url = "http://127.0.0.1:" + std::to_string(port) + "/health";
+    request.method = method;
+    request.headers = {{"X-Token", "abc"}};
+    if (method == "POST") request.body = "ping";
+    HttpExecutor e(command, request);
+    e.start();
+    EXPECT_TRUE(e.running()) << method;
+    e.stop();
+  }
+}
+
+TEST_F(ExecutorTest, HttpWithoutTheRequiredHeaderIsNotReady) {
+  auto port = free_port();
+  HttpExecutor e(Command{child("child_http"), std::to_string(port), "--require-header", "X-Token:abc"},
+                 "http://127.0.0.1:" + std::to_string(port) + "/", with_timeout(400ms));
+  EXPECT_THROW(e.start(), roadie::TimeoutExpired);
+}
+
+TEST_F(ExecutorTest, BadUrlIsAClearError) {
+  try {
+    HttpExecutor e(Command{child("child_idle")}, "localhost:80/health");
+    FAIL() << "no exception";
+  } catch (const roadie::Error& error) {
+    EXPECT_STREQ(error.what(),
+                 "not an http(s) URL: 'localhost:80/health' (expected http://HOST[:PORT][/PATH])");
+  }
+}
+
+TEST_F(ExecutorTest, BannerOnStderr) {
+  OutputExecutor e(Command{child("child_banner"), "--stderr", "--text", "up on stderr"}, "up on \\w+",
+                   {}, Stream::err);
+  e.start();
+  EXPECT_EQ(e.output().lines(Stream::err).at(0).text, "up on stderr");
+}
+
+TEST_F(ExecutorTest, BannerOnTheOtherStreamDoesNotCount) {
+  OutputExecutor e(Command{child("child_banner"), "--text", "ready"}, "ready", with_timeout(300ms),
+                   Stream::err);
+  EXPECT_THROW(e.start(), roadie::TimeoutExpired);
+}
+
+TEST_F(ExecutorTest, PidFileAppearingAfterADelay) {
+  roadie::testing::TempDir dir;
+  auto file = dir.path() / "service.pid";
+  PidExecutor e(Command{child("child_pidfile"), file.string(), "--delay-ms", "300"}, file);
+  e.start();
+  EXPECT_GE(e.time_to_ready(), 300ms);
+  EXPECT_TRUE(std::filesystem::exists(file));
+}
+
+TEST_F(ExecutorTest, ExistingPidFileIsAlreadyRunning) {
+  roadie::testing::TempDir dir;
+  auto file = dir.path() / "stale.pid";
+  std::ofstream(file) << "1\n";
+  PidExecutor e(Command{child("child_pidfile"), file.string()}, file);
+  try {
+    e.start();
+    FAIL() << "no exception";
+  } catch (const roadie::AlreadyRunning& error) {
+    EXPECT_THAT(error.what(), HasSubstr("pid file " + file.string() + " already exists"));
+  }
+}
+
+TEST_F(ExecutorTest, UnixSocketBoundButNotListeningIsNotReady) {
+  roadie::testing::TempDir dir;
+  auto socket = dir.path() / "service.sock";
+  UnixSocketExecutor e(Command{child("child_listen"), "unix:" + socket.string(), "--listen-after-ms", "400"},
+                       socket);
+  e.start();
+  // Ready only once listening (400 ms after binding), not when merely bound.
+  EXPECT_GE(e.time_to_ready(), 400ms);
+  EXPECT_THAT(e.output().text(Stream::out), HasSubstr("bound"));
+}
+
+TEST_F(ExecutorTest, ExecProbeDecidesReadiness) {
+  roadie::testing::TempDir dir;
+  auto file = dir.path() / "ready.pid";
+  Executor e(Command{child("child_pidfile"), file.string(), "--delay-ms", "200"},
+             roadie::ready::exec(Command{"/bin/sh", "-c", "test -e " + file.string()}));
+  e.start();
+  EXPECT_TRUE(std::filesystem::exists(file));
+}
+
+TEST_F(ExecutorTest, AllOfWaitsForEveryCheckAnyOfForOne) {
+  auto port = free_port();
+  Command command{child("child_listen"), "tcp:" + std::to_string(port), "--listen-after-ms", "300"};
+  Executor all(command, roadie::ready::all_of({roadie::ready::banner("bound"),
+                                               roadie::ready::tcp("127.0.0.1", port)}));
+  all.start();
+  EXPECT_GE(all.time_to_ready(), 300ms);  // the banner alone was not enough
+  all.stop();
+
+  Executor any(command, roadie::ready::any_of({roadie::ready::banner("bound"),
+                                               roadie::ready::tcp("127.0.0.1", port)}));
+  any.start();
+  EXPECT_LT(any.time_to_ready(), 300ms);
+  EXPECT_EQ(any.check().describe(),
+            "any of (banner /bound/, tcp 127.0.0.1:" + std::to_string(port) + ")");
+}
+
+TEST_F(ExecutorTest, DaemonizingServiceIsFullyStopped) {
+  roadie::testing::TempDir dir;
+  auto file = dir.path() / "daemon.pid";
+  PidExecutor e(Command{child("child_daemon"), file.string(), "--stay"}, file);
+  e.start();
+  pid_t daemon = 0;
+  std::ifstream(file) >> daemon;
+  ASSERT_GT(daemon, 0);
+  e.stop();
+  EXPECT_FALSE(roadie::testing::exists(daemon));
+}
+
+// --- stopped() scope and events ----------------------------------------------------------
+
+TEST_F(ExecutorTest, StoppedScopeStopsAndRestartsWithReadiness) {
+  auto port = free_port();
+  TcpExecutor e(Command{child("child_listen"), "tcp:" + std::to_string(port), "--delay-ms", "100"},
+                "127.0.0.1", port);
+  pid_t first = e.start().pid();
+  {
+    auto scope = e.stopped();
+    EXPECT_FALSE(e.running());
+    EXPECT_FALSE(roadie::testing::exists(first));
+  }
+  EXPECT_TRUE(e.running());
+  EXPECT_NE(e.pid(), first);
+  EXPECT_GE(e.time_to_ready(), 100ms);  // readiness was checked again
+}
+
+TEST_F(ExecutorTest, StoppedScopeRestartReportsFailures) {
+  roadie::testing::TempDir dir;
+  auto marker = dir.path() / "fail-next";
+  // Fails to start again once the marker file exists.
+  OutputExecutor e(Command::shell("test -e " + marker.string() + " && exit 5; echo up; exec " +
+                                  child("child_idle")),
+                   "up");
+  e.start();
+  auto scope = e.stopped();
+  std::ofstream(marker) << "x";
+  EXPECT_THROW(scope.restart(), roadie::ProcessExitedWithError);
+}
+
+TEST_F(ExecutorTest, LifecycleEventsInOrder) {
+  auto recorder = std::make_shared<Recorder>();
+  ExecutorOptions options;
+  options.name = "svc";
+  OutputExecutor e(Command{child("child_banner"), "--text", "up"}, "up", options);
+  e.add_listener(recorder);
+  e.start();
+  e.stop();
+  EXPECT_EQ(recorder->events(), (std::vector<std::string>{
+      "starting svc", "line svc: up", "ready svc", "stopped svc: killed by signal 15 (SIGTERM)"}));
+}
+
+TEST_F(ExecutorTest, ExitedEventWhenTheServiceDiesByItself) {
+  auto recorder = std::make_shared<Recorder>();
+  ExecutorOptions options;
+  options.name = "crasher";
+  Executor e(Command{child("child_banner"), "--text", "up"}, options);
+  e.add_listener(recorder);
+  e.start();
+  e.output().wait_for(std::regex("up"), roadie::scaled(10s));
+  ::kill(e.pid(), SIGKILL);
+  EXPECT_EQ(e.output().wait_for(std::regex("never"), roadie::scaled(10s)), std::nullopt);
+  auto status = roadie::Process::spawn(Command{"true"}).wait();  // let the event loop catch up
+  (void)status;
+  for (int i = 0; i < 1000 && e.running(); ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_FALSE(e.running());
+  try {
+    e.stop();
+  } catch (const roadie::ProcessFinishedWithError& error) {
+    EXPECT_EQ(error.exit_code(), -9);
+  }
+  auto events = recorder->events();
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events[events.size() - 2], "exited crasher: killed by signal 9 (SIGKILL)");
+  EXPECT_EQ(events.back(), "stopped crasher: killed by signal 9 (SIGKILL)");
+}
+
+TEST_F(ExecutorTest, MovedExecutorKeepsItsService) {
+  Executor a(Command{child("child_idle")});
+  pid_t pid = a.start().pid();
+  Executor b = std::move(a);
+  EXPECT_EQ(b.pid(), pid);
+  EXPECT_TRUE(b.running());
+}
+
+// --- time scale ----------------------------------------------------------------------------
+
+// Disabled: run only by TimeScaleStretchesDeadlines, in a child with the variable set.
+TEST(TimeScale, DISABLED_ReadsTheEnvironment) {
+  EXPECT_EQ(roadie::time_scale(), 2.5);
+  EXPECT_EQ(roadie::scaled(100ms), 250ms);
+}
+
+TEST_F(ExecutorTest, TimeScaleStretchesDeadlines) {
+  // Run this very binary with ROADIE_TIME_SCALE=2.5 on the test above.
+  char path[4096] = {};
+  ASSERT_GT(::readlink("/proc/self/exe", path, sizeof path - 1), 0);
+  Command command{path, "--gtest_filter=TimeScale.DISABLED_ReadsTheEnvironment",
+                  "--gtest_also_run_disabled_tests"};
+  command.set_env("ROADIE_TIME_SCALE", "2.5");
+  auto p = roadie::Process::spawn(command);
+  EXPECT_EQ(p.wait().code(), 0) << p.output().excerpt(40);
+  EXPECT_THAT(p.output().text(Stream::out), HasSubstr("[  PASSED  ] 1 test"));
+}
