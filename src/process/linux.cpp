@@ -161,6 +161,15 @@ std::optional<ExitStatus> peek_exit(int pidfd) noexcept {
   return to_status(info);
 }
 
+std::optional<ExitStatus> reap_pidfd(int pidfd) noexcept {
+  siginfo_t info{};
+  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
+                  WEXITED | WNOHANG) != 0) {
+    if (errno != EINTR) return std::nullopt;
+  }
+  return to_status(info);
+}
+
 std::optional<ExitStatus> reap(pid_t pid, bool block) noexcept {
   siginfo_t info{};
   while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | (block ? 0 : WNOHANG)) != 0) {
@@ -227,6 +236,11 @@ std::vector<pid_t> processes_with_marker(std::string_view variable, std::string_
     }
   }
   return found;
+}
+
+pid_t process_group(pid_t pid) {
+  auto stat = read_stat(pid);
+  return stat ? stat->pgrp : 0;
 }
 
 char process_state(pid_t pid) {

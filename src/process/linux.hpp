@@ -50,6 +50,9 @@ void wait_any_exit(const std::vector<int>& pidfds, std::chrono::steady_clock::ti
 
 /// The exit status of an exited child, without reaping it (WNOWAIT).
 std::optional<ExitStatus> peek_exit(int pidfd) noexcept;
+/// Reaps the exited child behind a pidfd (never a stranger that reused its pid);
+/// no value when it is not our child or has not exited.
+std::optional<ExitStatus> reap_pidfd(int pidfd) noexcept;
 /// Reaps an exited child; no value when it is not our child or not exited.
 std::optional<ExitStatus> reap(pid_t pid, bool block) noexcept;
 
@@ -70,6 +73,9 @@ std::vector<pid_t> processes_with_marker(std::string_view variable, std::string_
 
 /// Our own children (all threads), zombies included.
 std::vector<pid_t> own_children();
+
+/// Process group of `pid`, 0 if gone.
+pid_t process_group(pid_t pid);
 
 /// Process state letter from /proc/PID/stat ('R', 'S', 'Z', ...), 0 if gone.
 char process_state(pid_t pid);

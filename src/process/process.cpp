@@ -152,6 +152,10 @@ ExitStatus Process::stop(const StopOptions& options) {
   std::map<pid_t, detail::PidFd> tracked;
   int current_signal = options.signal;
 
+  auto adopted = [&] {
+    std::lock_guard lock(s.mutex);
+    return s.adopted;
+  };
   auto track_new = [&] {
     for (pid_t pid : detail::attributed_processes(pgid, s.marker_entry, children_only)) {
       if (tracked.count(pid)) continue;
@@ -159,6 +163,20 @@ ExitStatus Process::stop(const StopOptions& options) {
       auto pidfd = detail::PidFd::open(pid, ec);
       // Re-check after opening: the pidfd now pins the process we checked.
       if (!pidfd.valid() || !detail::is_attributed(pid, pgid, s.marker_entry)) continue;
+      detail::send_signal(pidfd.get(), current_signal);
+      tracked.emplace(pid, std::move(pidfd));
+    }
+    // Orphans re-parented to us, attributed by the event loop at the exit
+    // that orphaned them (their environment may no longer show the marker).
+    if (children_only) runtime_->adopt_orphans_now(state_);
+    for (pid_t pid : adopted()) {
+      if (tracked.count(pid)) continue;
+      std::error_code ec;
+      auto pidfd = detail::PidFd::open(pid, ec);
+      if (!pidfd.valid()) continue;
+      bool still_ours = false;
+      for (pid_t again : adopted()) still_ours = still_ours || again == pid;
+      if (!still_ours) continue;  // reaped meanwhile: the pidfd may be a stranger's
       detail::send_signal(pidfd.get(), current_signal);
       tracked.emplace(pid, std::move(pidfd));
     }
@@ -205,9 +223,14 @@ ExitStatus Process::stop(const StopOptions& options) {
 
   // Reap: descendants that are our children (re-parented to us), zombies left
   // in the group, then the leader.
-  for (auto& [pid, pidfd] : tracked) detail::reap(pid, false);
+  for (auto& [pid, pidfd] : tracked) detail::reap_pidfd(pidfd.get());
   for (pid_t pid : detail::attributed_processes(pgid, s.marker_entry, true)) {
-    if (detail::process_state(pid) == 'Z') detail::reap(pid, false);
+    if (detail::process_state(pid) != 'Z') continue;
+    std::error_code ec;
+    auto pidfd = detail::PidFd::open(pid, ec);
+    if (pidfd.valid() && detail::is_attributed(pid, pgid, s.marker_entry)) {
+      detail::reap_pidfd(pidfd.get());
+    }
   }
   auto status = detail::reap(s.pid, !escalated || alive().empty());
   if (status) s.publish_exit(*status);

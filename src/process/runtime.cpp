@@ -11,6 +11,7 @@
 #include <future>
 #include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "../log.hpp"
 #include "linux.hpp"
@@ -28,15 +29,16 @@ namespace {
 // kept alive by its pending operations and by the runtime's table.
 class Watch : public std::enable_shared_from_this<Watch> {
  public:
-  Watch(asio::io_context& io, std::shared_ptr<ProcessState> state, int pidfd, int out, int err)
-      : state_(std::move(state)), pidfd_(io, pidfd), out_(io, out), err_(io, err) {}
+  Watch(RuntimeImpl& runtime, asio::io_context& io, std::shared_ptr<ProcessState> state, int pidfd,
+        int out, int err)
+      : runtime_(runtime), state_(std::move(state)), pidfd_(io, pidfd), out_(io, out), err_(io, err) {}
 
   void start() {
     read(Stream::out);
     read(Stream::err);
     pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
                       [self = shared_from_this()](std::error_code ec) {
-                        if (!ec) self->on_exit();
+                        if (!ec && self->state_) self->on_exit();
                       });
   }
 
@@ -49,6 +51,9 @@ class Watch : public std::enable_shared_from_this<Watch> {
     }
     std::error_code ignored;
     pidfd_.close(ignored);
+    // Aborted operations complete later; they must not keep the process's
+    // state (and its log file) alive past stop().
+    state_.reset();
   }
 
  private:
@@ -58,6 +63,7 @@ class Watch : public std::enable_shared_from_this<Watch> {
   void read(Stream s) {
     descriptor(s).async_read_some(
         asio::buffer(buffer(s)), [self = shared_from_this(), s](std::error_code ec, std::size_t n) {
+          if (!self->state_) return;  // released
           if (n > 0) self->state_->output.append(s, {self->buffer(s).data(), n});
           if (!ec) {
             self->read(s);
@@ -97,10 +103,12 @@ class Watch : public std::enable_shared_from_this<Watch> {
     // before announcing the exit, so that a waiter sees all its output.
     drain(Stream::out);
     drain(Stream::err);
+    if (runtime_.subreaper()) runtime_.adopt_orphans(state_);
     // No status means stop() reaped the child first; it publishes then.
     if (status) state_->publish_exit(*status);
   }
 
+  RuntimeImpl& runtime_;
   std::shared_ptr<ProcessState> state_;
   asio::posix::stream_descriptor pidfd_;
   asio::posix::stream_descriptor out_;
@@ -125,12 +133,53 @@ std::string default_name(const Command& command) {
 
 }  // namespace
 
+// An orphan of a supervised process, re-parented to us: reaped when it exits,
+// and its own orphans adopted in turn.
+class Adoptee : public std::enable_shared_from_this<Adoptee> {
+ public:
+  Adoptee(RuntimeImpl& runtime, asio::io_context& io, pid_t pid, int pidfd,
+          std::weak_ptr<ProcessState> owner)
+      : runtime_(runtime), pid_(pid), pidfd_(io, pidfd), owner_(std::move(owner)) {}
+
+  void start() {
+    pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
+                      [self = shared_from_this()](std::error_code ec) {
+                        if (!ec && self->pidfd_.is_open()) self->on_exit();
+                      });
+  }
+  pid_t pid() const { return pid_; }
+  bool owned_by(const ProcessState* state) const {
+    auto owner = owner_.lock();
+    return !owner || owner.get() == state;
+  }
+  // Reaps and closes now if it has exited (the exit handler then finds the
+  // descriptor closed). Returns whether it did.
+  bool finish_if_exited() {
+    if (!has_exited(pidfd_.native_handle())) return false;
+    reap_pidfd(pidfd_.native_handle());
+    std::error_code ignored;
+    pidfd_.close(ignored);
+    return true;
+  }
+
+ private:
+  void on_exit();
+
+  RuntimeImpl& runtime_;
+  pid_t pid_;
+  asio::posix::stream_descriptor pidfd_;
+  std::weak_ptr<ProcessState> owner_;
+};
+
 struct RuntimeImpl::Loop {
   asio::io_context io{1};
   asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
   std::thread thread;
   std::unordered_map<const ProcessState*, std::shared_ptr<Watch>> watches;  // loop thread only
   std::uint64_t serial = 0;                                                 // loop thread only
+  std::unordered_set<pid_t> leaders;        // pids roadie spawned (loop thread only)
+  std::unordered_set<pid_t> seen_children;  // children already looked at (loop thread only)
+  std::unordered_map<pid_t, std::shared_ptr<Adoptee>> adoptees;  // loop thread only
   // Creates the reactor (epoll, eventfd, timerfd) now rather than at the first
   // spawn, so the runtime's descriptors exist from its construction on.
   asio::posix::stream_descriptor reactor_warmup{io};
@@ -198,9 +247,11 @@ std::shared_ptr<ProcessState> RuntimeImpl::spawn(const Command& command, Process
     }
     state->pid = child.pid;
     state->pidfd = pidfd.get();
-    auto watch = std::make_shared<Watch>(loop_->io, state, pidfd.release(), child.stdout_fd,
+    auto watch = std::make_shared<Watch>(*this, loop_->io, state, pidfd.release(), child.stdout_fd,
                                          child.stderr_fd);
     loop_->watches.emplace(state.get(), watch);
+    loop_->leaders.insert(child.pid);
+    loop_->seen_children.insert(child.pid);
     watch->start();
   });
   return state;
@@ -212,7 +263,61 @@ void RuntimeImpl::release(const std::shared_ptr<ProcessState>& state) {
     if (it == loop_->watches.end()) return;
     it->second->release();
     loop_->watches.erase(it);
+    loop_->leaders.erase(state->pid);
+    loop_->seen_children.erase(state->pid);
+    // Its adopted orphans that stop() ended: reaped and closed now, so no
+    // descriptor outlives stop().
+    for (auto a = loop_->adoptees.begin(); a != loop_->adoptees.end();) {
+      if (a->second->owned_by(state.get()) && a->second->finish_if_exited()) {
+        loop_->seen_children.erase(a->first);
+        a = loop_->adoptees.erase(a);
+      } else {
+        ++a;
+      }
+    }
   });
+}
+
+void RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState>& owner) {
+  const pid_t our_group = ::getpgrp();
+  for (pid_t child : own_children()) {
+    if (!loop_->seen_children.insert(child).second) continue;
+    if (loop_->leaders.count(child)) continue;
+    // The test binary's own children (std::system, popen...) stay in its group.
+    if (process_group(child) == our_group) continue;
+    std::error_code ec;
+    PidFd pidfd = PidFd::open(child, ec);
+    if (!pidfd.valid()) continue;
+    auto adoptee = std::make_shared<Adoptee>(*this, loop_->io, child, pidfd.release(), owner);
+    loop_->adoptees.emplace(child, adoptee);
+    {
+      std::lock_guard lock(owner->mutex);
+      owner->adopted.push_back(child);
+    }
+    adoptee->start();
+  }
+}
+
+void RuntimeImpl::adopt_orphans_now(const std::shared_ptr<ProcessState>& owner) {
+  loop_->run(on_loop_thread(), [&] { adopt_orphans(owner); });
+}
+
+void RuntimeImpl::forget_adoptee(pid_t pid) {
+  loop_->adoptees.erase(pid);
+  loop_->seen_children.erase(pid);
+}
+
+void Adoptee::on_exit() {
+  // Ours to reap: it was re-parented to us and attributed to `owner_`.
+  reap_pidfd(pidfd_.native_handle());
+  auto owner = owner_.lock();
+  if (owner) {
+    std::lock_guard lock(owner->mutex);
+    std::erase(owner->adopted, pid_);
+  }
+  auto self = shared_from_this();  // keep alive while the table lets go
+  runtime_.forget_adoptee(pid_);
+  if (owner) runtime_.adopt_orphans(owner);
 }
 
 bool ProcessState::publish_exit(ExitStatus s) {

@@ -43,6 +43,10 @@ struct ProcessState {
   std::optional<ExitStatus> status;  // set once, by whoever learns it first
   std::chrono::steady_clock::time_point exit_seen;
   std::list<std::shared_ptr<ExitCallback>> exit_callbacks;
+  // Orphans re-parented to us (the subreaper) when this process or one of its
+  // adopted descendants exited: found at that exit event, so they are known
+  // even when they cleared or overwrote their environment (setproctitle).
+  std::vector<pid_t> adopted;
   std::recursive_mutex dispatch;  // held while exit callbacks run
 
   // stop() runs once at a time; `stopped` is set when it finished (reaped,
@@ -72,6 +76,17 @@ class RuntimeImpl {
   bool on_loop_thread() const noexcept { return std::this_thread::get_id() == loop_thread_id_; }
   const std::string& marker() const noexcept { return marker_; }
   bool subreaper() const noexcept { return subreaper_; }
+
+  /// Called on the loop thread when `owner` or one of its adopted descendants
+  /// exited: our children that appeared since the last look, that roadie did
+  /// not spawn and that left our process group are the owner's orphans.
+  void adopt_orphans(const std::shared_ptr<ProcessState>& owner);
+  /// adopt_orphans() on the loop thread, from any thread; returns when done.
+  /// stop() calls it after seeing an exit: orphans are re-parented before the
+  /// exit becomes visible, so none can be missed.
+  void adopt_orphans_now(const std::shared_ptr<ProcessState>& owner);
+  /// Drops an adopted orphan that exited and was reaped (loop thread).
+  void forget_adoptee(pid_t pid);
 
  private:
   struct Loop;
