@@ -1,5 +1,6 @@
-// roadie's demo: start a real Redis server under supervision, wait until it
-// says it is ready, talk to it, stop it, and show what roadie saw.
+// roadie's demo: start a real Redis server under supervision, wait until it is
+// really ready (its port accepts and `redis-cli ping` answers), talk to it,
+// stop it for a moment and bring it back, stop it, and show what roadie saw.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -7,7 +8,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <regex>
 #include <string>
 
 #include "roadie/roadie.hpp"
@@ -15,7 +15,7 @@
 namespace {
 
 // A free loopback port (the stack layer will reserve ports properly).
-int free_port() {
+std::uint16_t free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -27,47 +27,48 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+std::string ask(std::uint16_t port, const std::string& command) {
+  auto cli = roadie::Process::spawn(roadie::Command{"redis-cli", "-p", std::to_string(port), command});
+  cli.wait();
+  return cli.output().text(roadie::Stream::out);
 }
+
+double ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 }  // namespace
 
 int main() {
-  using namespace std::chrono_literals;
   try {
-    const std::string port = std::to_string(free_port());
-    std::printf("roadie demo: starting redis-server on 127.0.0.1:%s\n", port.c_str());
-    auto t0 = std::chrono::steady_clock::now();
-    roadie::ProcessOptions options;
+    const auto port = free_port();
+    const std::string p = std::to_string(port);
+    roadie::ExecutorOptions options;
     options.name = "redis";
-    auto redis = roadie::Process::spawn(
-        roadie::Command{"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no"},
+    roadie::Executor redis(
+        roadie::Command{"redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"},
+        roadie::ready::all_of({roadie::ready::tcp("127.0.0.1", port),
+                               roadie::ready::exec(roadie::Command{"redis-cli", "-p", p, "ping"})}),
         options);
-    std::printf("  spawned pid %d in %.1f ms\n", redis.pid(), ms_since(t0));
 
-    auto banner = redis.output().wait_for(std::regex("Ready to accept connections"),
-                                          roadie::scaled(30s));
-    if (!banner) {
-      std::printf("demo failed: redis never said it was ready; it %s\n%s",
-                  redis.running() ? "is still running" : redis.wait().describe().c_str(),
-                  redis.output().excerpt().c_str());
-      return 1;
+    std::printf("roadie demo: starting %s\n  ready when: %s\n", redis.describe().c_str(),
+                redis.check().describe().c_str());
+    redis.start();
+    std::printf("  ready in %.1f ms (pid %d)\n", ms(redis.time_to_ready()), redis.pid());
+    std::printf("  redis answered: %s\n", ask(port, "PING").c_str());
+
+    {
+      auto down = redis.stopped();
+      std::printf("  inside stopped(): running=%s, redis-cli says: %s\n", redis.running() ? "yes" : "no",
+                  ask(port, "PING").empty() ? "(nothing, connection refused)" : "something?");
     }
-    std::printf("  ready after %.1f ms: \"%s\"\n", ms_since(t0), banner->text.c_str());
+    std::printf("  back after stopped(): ready again in %.1f ms (pid %d), answers %s\n",
+                ms(redis.time_to_ready()), redis.pid(), ask(port, "PING").c_str());
 
-    auto ping = roadie::Process::spawn(roadie::Command{"redis-cli", "-p", port, "ping"});
-    auto ping_status = ping.wait();
-    std::string answer = ping.output().text(roadie::Stream::out);
-    std::printf("  redis answered: %s (redis-cli %s)\n", answer.c_str(),
-                ping_status.describe().c_str());
-
-    auto t1 = std::chrono::steady_clock::now();
-    auto status = redis.stop();
-    std::printf("  stopped in %.1f ms: %s\n", ms_since(t1), status.describe().c_str());
-    std::printf("  its last lines:\n%s", redis.output().excerpt(4).c_str());
-    return answer == "PONG" ? 0 : 1;
+    auto t0 = std::chrono::steady_clock::now();
+    redis.stop();
+    std::printf("  stopped in %.1f ms: %s\n", ms(std::chrono::steady_clock::now() - t0),
+                redis.exit_status()->describe().c_str());
+    std::printf("  its last lines:\n%s", redis.output().excerpt(3).c_str());
+    return 0;
   } catch (const roadie::Error& e) {
     std::printf("demo failed: %s\n", e.what());
     return 1;
