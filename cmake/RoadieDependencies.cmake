@@ -25,3 +25,6 @@ find_package(spdlog REQUIRED CONFIG)
 # pkg-config file carries the CPPHTTPLIB_* flags that keep the ABI in step.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+
+# JSON for traces (Chrome/Perfetto) and machine-readable status.
+find_package(nlohmann_json 3 REQUIRED CONFIG)

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <stop_token>
 
 #include "log.hpp"
 #include "roadie/clock.hpp"
@@ -152,7 +153,9 @@ Executor::~Executor() {
   }
 }
 
-Executor& Executor::start() {
+Executor& Executor::start() { return start(std::stop_token()); }
+
+Executor& Executor::start(std::stop_token cancel) {
   Impl& d = *impl_;
   if (d.proc.valid() && d.proc.running()) return *this;
   if (d.proc.valid()) d.finish(false);  // the last run ended by itself: reap it quietly
@@ -197,6 +200,11 @@ Executor& Executor::start() {
     }
   });
 
+  std::atomic<bool> cancelled{false};
+  std::stop_callback on_cancel(cancel, [&] {
+    cancelled.store(true);
+    d.wake();
+  });
   auto probe = d.check.check().arm(d);
   auto fds = probe->wake_fds();
   std::vector<pollfd> polls{{d.wake_fd, POLLIN, 0}};
@@ -220,6 +228,12 @@ Executor& Executor::start() {
       throw ProcessExitedWithError(message + " " + last_output(d.proc.output()), status->code());
     }
     if (ready) break;
+    if (cancelled.load()) {
+      probe.reset();
+      d.finish(true);
+      throw Cancelled(d.describe() + ": start cancelled after " + seconds(Clock::now() - t0) +
+                      " while waiting for " + d.check.describe());
+    }
     auto now = Clock::now();
     if (now >= deadline) {
       std::string failure = probe->last_failure();
@@ -248,7 +262,8 @@ Executor& Executor::start() {
 
 Executor& Executor::stop() {
   Impl& d = *impl_;
-  if (!d.proc.valid()) return *this;
+  // A run is judged once: when stop() (or a failed start) ended it.
+  if (!d.proc.valid() || d.stop_reported) return *this;
   ExitStatus status = d.finish(false);
   if (!d.expected(status)) {
     std::string expected = "0";

@@ -40,6 +40,12 @@ class TimeoutExpired : public Error {
   using Error::Error;
 };
 
+/// The work was cancelled (a stop was requested) before it finished.
+class Cancelled : public Error {
+ public:
+  using Error::Error;
+};
+
 /// The endpoint a service is meant to serve (a port, a unix socket, a pid file)
 /// is already served by another process before the service is started.
 class AlreadyRunning : public Error {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <utility>
 #include <vector>
@@ -103,9 +104,12 @@ class Executor {
   ///   once, whatever its exit code);
   /// - TimeoutExpired: not ready within `timeout` (the process is stopped).
   Executor& start();
+  /// start() that can be cancelled: when `cancel` is requested during the
+  /// start, the process is killed and Cancelled is thrown.
+  Executor& start(std::stop_token cancel);
   /// Stops the service (stop signal, `stop_timeout`, kill signal). No effect if
-  /// it was never started. Throws ProcessFinishedWithError when the exit code
-  /// is not expected.
+  /// it was never started or this run was already stopped (or failed to
+  /// start). Throws ProcessFinishedWithError when the exit code is not expected.
   Executor& stop();
   /// Kills the service at once with the kill signal.
   Executor& kill();

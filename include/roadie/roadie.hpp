@@ -10,4 +10,5 @@
 #include "roadie/process.hpp"
 #include "roadie/ready.hpp"
 #include "roadie/runtime.hpp"
+#include "roadie/scheduler.hpp"
 #include "roadie/subscription.hpp"

@@ -1,0 +1,292 @@
+// The scheduler: a DAG of jobs (callables) and services (executors) brought up
+// in parallel, with criticality, forever jobs, timeouts, a concurrency window,
+// nesting, a run report, listings, DOT and Chrome-trace output, and teardown
+// in reverse dependency order.
+#pragma once
+
+#include <any>
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include "roadie/error.hpp"
+#include "roadie/executor.hpp"
+
+namespace roadie {
+
+class Scheduler;
+namespace detail {
+struct SchedulerImpl;
+}
+
+enum class JobState {
+  idle,       ///< requirements not met yet
+  waiting,    ///< requirements met, waiting for a slot in the jobs window
+  running,    ///< running (a service: starting)
+  ready,      ///< a service that is ready (its dependents may run)
+  done,       ///< finished well
+  failed,     ///< threw, or a service could not start
+  skipped,    ///< not run: a requirement failed (see reason())
+  cancelled,  ///< stopped before finishing, or never started because the run was aborted
+  timed_out,  ///< ran past its own timeout or the scheduler's
+  stopped,    ///< a service stopped at teardown
+};
+std::string_view to_string(JobState state) noexcept;
+
+/// Handed to every job: its cancellation, and a sleep that wakes on it.
+class JobContext {
+ public:
+  JobContext(std::stop_token token, std::string_view label) : token_(std::move(token)), label_(label) {}
+  const std::stop_token& stop_token() const noexcept { return token_; }
+  bool stop_requested() const noexcept { return token_.stop_requested(); }
+  std::string_view label() const noexcept { return label_; }
+  /// Sleeps for `duration` unless a stop is requested first; returns false if
+  /// it was (the job should then return or throw Cancelled).
+  bool sleep_for(std::chrono::nanoseconds duration) const;
+
+ private:
+  std::stop_token token_;
+  std::string_view label_;
+};
+
+struct JobOptions {
+  /// Name in listings, graphs and messages; defaults to "job N" (or the
+  /// service's or scheduler's name).
+  std::string label;
+  /// A failure of a critical job fails the run, stops new work and cancels
+  /// running jobs. A non-critical failure is recorded and the run goes on.
+  bool critical = true;
+  /// Runs until the other jobs are done, then is cancelled. Nothing may
+  /// require a forever job unless it is a service (then its readiness counts).
+  bool forever = false;
+  /// Own deadline from the job's start; stop is requested when it passes and
+  /// the job ends TIMED_OUT.
+  std::optional<std::chrono::milliseconds> timeout;
+};
+
+struct SchedulerOptions {
+  std::string label = "scheduler";
+  /// When nested: does this scheduler's failure fail the outer one?
+  bool critical = true;
+  /// Deadline for the whole run.
+  std::optional<std::chrono::milliseconds> timeout;
+  /// At most this many jobs running at once (0: no limit).
+  std::size_t jobs_window = 0;
+};
+
+/// A cheap handle to a job inside a scheduler (copyable; valid as long as the
+/// scheduler is).
+class Job {
+ public:
+  Job() = default;
+  /// This job starts only after `other` is done (or, for a service, ready).
+  /// Duplicates are ignored.
+  Job& require(Job other);
+  /// Same, but this job still runs if `other` fails.
+  Job& require_allowing_failure(Job other);
+
+  std::size_t id() const;  ///< 1-based, in insertion order
+  const std::string& label() const;
+  JobState state() const;
+  bool critical() const;
+  bool forever() const;
+  /// The callable's return value (empty for void, services and failures).
+  const std::any& result() const;
+  template <class T>
+  T result() const {
+    return std::any_cast<T>(result());
+  }
+  /// The exception the job ended with, if any.
+  std::exception_ptr error() const;
+  /// Why it failed, was skipped, cancelled or timed out; empty otherwise.
+  std::string reason() const;
+  /// Start to finish (a service: start to ready).
+  std::chrono::nanoseconds duration() const;
+  /// For a service job, its executor; nullptr otherwise.
+  Executor* service() const;
+
+  bool valid() const noexcept { return scheduler_ != nullptr; }
+  friend bool operator==(const Job& a, const Job& b) = default;
+
+ private:
+  friend class Scheduler;
+  friend class Sequence;
+  Job(detail::SchedulerImpl* scheduler, std::size_t index) : scheduler_(scheduler), index_(index) {}
+  detail::SchedulerImpl* scheduler_ = nullptr;
+  std::size_t index_ = 0;
+};
+
+/// Chains jobs: each requires the one before. `Sequence{a, b, c}`.
+class Sequence {
+ public:
+  Sequence(std::initializer_list<Job> jobs);
+  Job first() const { return first_; }
+  Job last() const { return last_; }
+
+ private:
+  Job first_;
+  Job last_;
+};
+
+/// What one stop at teardown gave.
+struct StopOutcome {
+  std::string label;
+  std::optional<ExitStatus> status;
+  std::string error;  ///< the stop's exception message, if it threw
+};
+
+/// The result of Scheduler::run().
+class RunReport {
+ public:
+  /// True only if every critical job succeeded.
+  bool ok() const noexcept { return ok_; }
+  explicit operator bool() const noexcept { return ok_; }
+  /// One sentence: why the run failed (empty when it did not).
+  const std::string& why() const noexcept { return why_; }
+  /// One line per failed, skipped, cancelled or timed-out job.
+  const std::vector<std::string>& failures() const noexcept { return failures_; }
+  std::chrono::nanoseconds elapsed() const noexcept { return elapsed_; }
+  /// Throws SchedulerError listing every failure, if the run failed.
+  void throw_if_failed() const;
+
+ private:
+  friend class Scheduler;
+  bool ok_ = true;
+  std::string why_;
+  std::vector<std::string> failures_;
+  std::chrono::nanoseconds elapsed_{0};
+  std::string label_;
+};
+
+/// The run failed (throw_if_failed), or the graph is invalid (run, validate).
+class SchedulerError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Glyphs for list(): Unicode when the terminal's locale is UTF-8.
+enum class Glyphs { automatic, unicode, ascii };
+
+class Scheduler {
+ public:
+  explicit Scheduler(SchedulerOptions options = {});
+  Scheduler(Scheduler&&) noexcept;
+  Scheduler& operator=(Scheduler&&) = delete;
+  Scheduler(const Scheduler&) = delete;
+  /// Shuts down (stops started services) and never throws.
+  ~Scheduler();
+
+  /// Adds a callable: `R()` or `R(JobContext&)`, R may be void. It runs on a
+  /// worker thread; a throw fails the job.
+  template <class F>
+  Job add(F&& fn, JobOptions options = {}) {
+    return add_callable(wrap(std::forward<F>(fn)), describer<F>(), std::move(options));
+  }
+  /// Adds a service: done when ready, stopped at shutdown().
+  Job add_service(Executor executor, JobOptions options = {});
+  /// Adds a nested scheduler as one job (its `critical` and label apply).
+  Job add_scheduler(Scheduler inner, JobOptions options = {});
+
+  /// The job with this label, if any.
+  std::optional<Job> find(std::string_view label) const;
+  std::vector<Job> jobs() const;
+  const SchedulerOptions& options() const noexcept;
+
+  /// Checks the graph in O(V+E) without running it: a cycle is reported with
+  /// its path, a requirement on a job of another scheduler names both, a
+  /// requirement on a forever job that is not a service is refused. Throws
+  /// SchedulerError.
+  void validate() const;
+
+  /// Validates, then runs every job; returns when all non-forever jobs are
+  /// finished (forever jobs are then cancelled and awaited). A stop requested
+  /// on `cancel` cancels the run. Services stay up until shutdown().
+  RunReport run(std::stop_token cancel = {});
+
+  /// Stops the services that started, in reverse dependency order (nested
+  /// schedulers included), each with its stop escalation. Idempotent.
+  std::vector<StopOutcome> shutdown();
+
+  /// One line per job: id, critical/forever marks, state, label, result or
+  /// error, requirements.
+  std::string list(Glyphs glyphs = Glyphs::automatic) const;
+  /// list() plus counts and the failures with their reasons.
+  std::string debrief(Glyphs glyphs = Glyphs::automatic) const;
+  /// Why the last run failed, in one sentence (empty if it did not).
+  std::string why() const;
+  /// Graphviz: state colours, critical nodes bold, forever nodes dashed,
+  /// nested schedulers as clusters.
+  std::string to_dot() const;
+  /// Chrome/Perfetto trace JSON of the last run: one span per job, service
+  /// readiness waits as their own spans.
+  std::string to_chrome_trace() const;
+  /// "bring-up 1.23 s; critical path db -> migrate -> api (1.20 s)".
+  std::string critical_path() const;
+
+  /// Internal (listings of nested schedulers).
+  const detail::SchedulerImpl& impl_for_output() const noexcept { return *impl_; }
+
+ private:
+  friend class Job;
+  friend struct detail::SchedulerImpl;
+  using Callable = std::function<std::any(JobContext&)>;
+  using Describer = std::function<std::string(const std::any&)>;
+  Job add_callable(Callable fn, Describer describe, JobOptions options);
+
+  template <class F>
+  static Callable wrap(F&& fn) {
+    using Fn = std::decay_t<F>;
+    return [f = Fn(std::forward<F>(fn))](JobContext& context) mutable -> std::any {
+      if constexpr (std::is_invocable_v<Fn&, JobContext&>) {
+        using R = std::invoke_result_t<Fn&, JobContext&>;
+        if constexpr (std::is_void_v<R>) {
+          f(context);
+          return {};
+        } else {
+          return std::any(f(context));
+        }
+      } else {
+        using R = std::invoke_result_t<Fn&>;
+        if constexpr (std::is_void_v<R>) {
+          f();
+          return {};
+        } else {
+          return std::any(f());
+        }
+      }
+    };
+  }
+
+  template <class F>
+  static Describer describer() {
+    using Fn = std::decay_t<F>;
+    using R = typename std::conditional_t<std::is_invocable_v<Fn&, JobContext&>,
+                                          std::invoke_result<Fn&, JobContext&>,
+                                          std::invoke_result<Fn&>>::type;
+    if constexpr (std::is_void_v<R>) {
+      return {};
+    } else if constexpr (std::is_same_v<R, bool>) {
+      return [](const std::any& v) { return std::string(std::any_cast<bool>(v) ? "true" : "false"); };
+    } else if constexpr (std::is_arithmetic_v<R>) {
+      return [](const std::any& v) { return std::to_string(std::any_cast<R>(v)); };
+    } else if constexpr (std::is_convertible_v<R, std::string>) {
+      return [](const std::any& v) { return "\"" + std::string(std::any_cast<R>(v)) + "\""; };
+    } else {
+      return [](const std::any&) { return std::string("<value>"); };
+    }
+  }
+
+  std::unique_ptr<detail::SchedulerImpl> impl_;
+};
+
+}  // namespace roadie

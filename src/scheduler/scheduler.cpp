@@ -1,0 +1,621 @@
+#include "roadie/scheduler.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <mutex>
+
+#include "../log.hpp"
+#include "scheduler_impl.hpp"
+
+namespace roadie {
+
+using detail::Clock;
+using detail::JobKind;
+using detail::Node;
+using detail::SchedulerImpl;
+
+std::string_view to_string(JobState state) noexcept {
+  switch (state) {
+    case JobState::idle: return "idle";
+    case JobState::waiting: return "waiting";
+    case JobState::running: return "running";
+    case JobState::ready: return "ready";
+    case JobState::done: return "done";
+    case JobState::failed: return "failed";
+    case JobState::skipped: return "skipped";
+    case JobState::cancelled: return "cancelled";
+    case JobState::timed_out: return "timed out";
+    case JobState::stopped: return "stopped";
+  }
+  return "?";
+}
+
+bool JobContext::sleep_for(std::chrono::nanoseconds duration) const {
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock lock(m);
+  cv.wait_for(lock, token_, duration, [] { return false; });
+  return !token_.stop_requested();
+}
+
+namespace {
+
+std::string seconds(Clock::duration d) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f s", std::chrono::duration<double>(d).count());
+  return text;
+}
+
+std::string message_of(const std::exception_ptr& error) {
+  if (!error) return {};
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+bool succeeded(JobState s) { return s == JobState::done || s == JobState::ready || s == JobState::stopped; }
+
+// What a dependent is told about a requirement that did not succeed.
+std::string outcome(const Node& n) {
+  std::string text = "requires '" + n.label + "' which ";
+  switch (n.state) {
+    case JobState::failed: text += "failed"; break;
+    case JobState::skipped: text += "was skipped"; break;
+    case JobState::cancelled: text += "was cancelled"; break;
+    case JobState::timed_out: text += "timed out"; break;
+    default: text += std::string(to_string(n.state)); break;
+  }
+  if (!n.reason.empty()) text += ": " + n.reason;
+  return text;
+}
+
+}  // namespace
+
+// ---- run mechanics (all with SchedulerImpl::mutex held unless noted) -----------
+
+namespace detail {
+
+// Jobs that execute at once, at most (jobs_window bounds it further).
+constexpr std::size_t kMaxThreads = 128;
+
+struct Runner {
+  SchedulerImpl& s;
+
+  void abort(const std::string& reason) {
+    if (s.aborting) return;
+    s.aborting = true;
+    s.ok = false;
+    s.abort_reason = reason;
+    for (auto& n : s.nodes) {
+      if (n->state == JobState::running) {
+        n->cancel_requested = true;
+        n->stop.request_stop();
+      } else if (n->state == JobState::idle || n->state == JobState::waiting) {
+        settle(*n, JobState::cancelled, "not started: " + reason, false);
+      }
+    }
+    s.ready.clear();
+    s.changed.notify_all();
+  }
+
+  // Puts a job in a final state and tells its dependents.
+  void settle(Node& n, JobState state, std::string reason, bool propagate = true) {
+    n.state = state;
+    n.reason = std::move(reason);
+    n.finished = true;
+    n.finish_time = Clock::now();
+    if (!n.options.forever) --s.unfinished;
+    const bool wound_down = n.options.forever && s.winding_down && state == JobState::cancelled;
+    if (!succeeded(state) && n.options.critical && !s.aborting && !wound_down) {
+      bool timed = state == JobState::timed_out;
+      abort("critical job '" + n.label + "' " +
+            (state == JobState::skipped ? "was skipped" : timed ? "timed out" : std::string(to_string(state))) +
+            (n.reason.empty() ? "" : ": " + n.reason));
+    }
+    if (propagate) tell_dependents(n);
+    // The coordinator only cares about the end of the run (and aborts, which
+    // notify it themselves); waking it per job would cost O(V) per job.
+    if (s.unfinished == 0) s.changed.notify_all();
+  }
+
+  void tell_dependents(const Node& n) {
+    const bool ok = succeeded(n.state);
+    for (std::size_t d : n.dependents) {
+      Node& dep = s.node(d);
+      if (dep.state != JobState::idle) continue;
+      bool allowed = false;
+      for (const auto& r : dep.requires_) {
+        if (r.index == n.index) allowed = r.allow_failure;
+      }
+      if (ok || allowed) {
+        if (--dep.pending == 0) make_ready(dep);
+      } else {
+        settle(dep, JobState::skipped, outcome(n));
+      }
+    }
+  }
+
+  void make_ready(Node& n) {
+    if (s.aborting) {
+      settle(n, JobState::cancelled, "not started: " + s.abort_reason, false);
+      return;
+    }
+    n.state = JobState::waiting;
+    s.ready.push_back(&n);
+  }
+
+  // Jobs that may start now (window permitting), marked running.
+  std::vector<Node*> dispatch() {
+    std::vector<Node*> start;
+    const std::size_t window = s.options.jobs_window;
+    while (!s.aborting && !s.ready.empty() && (window == 0 || s.running < window)) {
+      Node* n = s.ready.front();
+      s.ready.pop_front();
+      n->state = JobState::running;
+      n->started = true;
+      n->start_time = Clock::now();
+      n->holds_slot = true;
+      ++s.running;
+      ++s.in_flight;
+      start.push_back(n);
+      if (n->options.timeout) {
+        s.timed.push_back(n);
+        s.changed.notify_all();  // a new deadline to watch
+      }
+    }
+    return start;
+  }
+
+  void release_slot(Node& n) {
+    if (n.holds_slot) {
+      n.holds_slot = false;
+      --s.running;
+    }
+  }
+
+  // Runs one job (without the lock), then records its end (with it).
+  std::vector<Node*> execute(Node& n) {
+    JobContext context(n.stop.get_token(), n.label);
+    std::any result;
+    std::exception_ptr error;
+    try {
+      switch (n.kind) {
+        case JobKind::callable:
+          result = n.fn(context);
+          break;
+        case JobKind::service:
+          n.service->start(n.stop.get_token());
+          break;
+        case JobKind::scheduler: {
+          auto report = n.nested->run(n.stop.get_token());
+          if (!report) throw SchedulerError(report.why());
+          break;
+        }
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard lock(s.mutex);
+    --s.in_flight;
+    release_slot(n);
+    n.error = error;
+    if (!error) n.result = std::move(result);
+    if (n.timed_out) {
+      settle(n, JobState::timed_out,
+             n.options.timeout ? "ran past its timeout of " + seconds(*n.options.timeout)
+                               : "the run timed out");
+    } else if (n.cancel_requested && (error || n.options.forever)) {
+      settle(n, JobState::cancelled,
+             n.options.forever && !s.aborting ? "cancelled at the end of the run"
+                                              : "cancelled: " + s.abort_reason);
+    } else if (error) {
+      settle(n, JobState::failed, message_of(error));
+    } else {
+      settle(n, n.kind == JobKind::service ? JobState::ready : JobState::done, "");
+    }
+    auto next = dispatch();
+    if (s.unfinished == 0 || s.in_flight == 0) s.changed.notify_all();
+    return next;
+  }
+
+  // Hands jobs to the pool; called with the lock held. `from_worker`: the
+  // calling worker takes the first job itself (no hand-off on a chain).
+  void submit(const std::vector<Node*>& jobs, bool from_worker) {
+    if (jobs.empty()) return;
+    s.work.insert(s.work.begin(), jobs.begin(), jobs.end());
+    // Threads are made on demand and reused; past kMaxThreads, jobs queue.
+    const std::size_t available = s.idle_threads + (from_worker ? 1 : 0);
+    for (std::size_t i = available; i < s.work.size() && s.threads.size() < kMaxThreads; ++i) {
+      s.threads.emplace_back([this] { worker(); });
+    }
+    const std::size_t wake = jobs.size() - (from_worker ? 1 : 0);
+    for (std::size_t i = 0; i < wake; ++i) s.work_ready.notify_one();
+  }
+
+  void worker() {
+    std::unique_lock lock(s.mutex);
+    for (;;) {
+      ++s.idle_threads;
+      s.work_ready.wait(lock, [&] { return !s.work.empty() || s.pool_closing; });
+      --s.idle_threads;
+      if (s.work.empty()) return;
+      for (;;) {
+        Node* n = s.work.front();
+        s.work.pop_front();
+        lock.unlock();
+        auto next = execute(*n);  // takes the lock itself to record the end
+        lock.lock();
+        submit(next, true);
+        if (s.work.empty()) break;
+      }
+    }
+  }
+};
+
+}  // namespace detail
+
+// ---- Job ------------------------------------------------------------------------
+
+namespace {
+Node& node_of(detail::SchedulerImpl* s, std::size_t index) {
+  if (s == nullptr) throw std::logic_error("roadie::Job: empty handle");
+  return s->node(index);
+}
+}  // namespace
+
+Job& Job::require(Job other) {
+  Node& n = node_of(scheduler_, index_);
+  if (other.scheduler_ != scheduler_) {
+    n.foreign.push_back(other.valid() ? other.label() : "<empty job handle>");
+    return *this;
+  }
+  for (const auto& r : n.requires_) {
+    if (r.index == other.index_) return *this;  // duplicates are ignored
+  }
+  n.requires_.push_back({other.index_, false});
+  return *this;
+}
+
+Job& Job::require_allowing_failure(Job other) {
+  require(other);
+  Node& n = node_of(scheduler_, index_);
+  for (auto& r : n.requires_) {
+    if (r.index == other.index_ && other.scheduler_ == scheduler_) r.allow_failure = true;
+  }
+  return *this;
+}
+
+std::size_t Job::id() const { return index_ + 1; }
+const std::string& Job::label() const { return node_of(scheduler_, index_).label; }
+bool Job::critical() const { return node_of(scheduler_, index_).options.critical; }
+bool Job::forever() const { return node_of(scheduler_, index_).options.forever; }
+Executor* Job::service() const { return node_of(scheduler_, index_).service.get(); }
+
+JobState Job::state() const {
+  std::lock_guard lock(scheduler_->mutex);
+  return node_of(scheduler_, index_).state;
+}
+const std::any& Job::result() const {
+  std::lock_guard lock(scheduler_->mutex);
+  return node_of(scheduler_, index_).result;
+}
+std::exception_ptr Job::error() const {
+  std::lock_guard lock(scheduler_->mutex);
+  return node_of(scheduler_, index_).error;
+}
+std::string Job::reason() const {
+  std::lock_guard lock(scheduler_->mutex);
+  return node_of(scheduler_, index_).reason;
+}
+std::chrono::nanoseconds Job::duration() const {
+  std::lock_guard lock(scheduler_->mutex);
+  const Node& n = node_of(scheduler_, index_);
+  if (!n.started) return {};
+  return (n.finished ? n.finish_time : Clock::now()) - n.start_time;
+}
+
+Sequence::Sequence(std::initializer_list<Job> jobs) {
+  if (jobs.size() == 0) throw std::invalid_argument("roadie::Sequence: no jobs");
+  first_ = *jobs.begin();
+  Job previous;
+  for (Job job : jobs) {
+    if (previous.valid()) job.require(previous);
+    previous = job;
+  }
+  last_ = previous;
+}
+
+// ---- RunReport --------------------------------------------------------------------
+
+void RunReport::throw_if_failed() const {
+  if (ok_) return;
+  std::string message = "scheduler '" + label_ + "' failed: " + why_;
+  for (const auto& f : failures_) message += "\n  " + f;
+  throw SchedulerError(message);
+}
+
+// ---- Scheduler ----------------------------------------------------------------------
+
+Scheduler::Scheduler(SchedulerOptions options)
+    : impl_(std::make_unique<SchedulerImpl>(std::move(options))) {}
+
+Scheduler::Scheduler(Scheduler&&) noexcept = default;
+
+Scheduler::~Scheduler() {
+  if (!impl_) return;
+  try {
+    shutdown();
+  } catch (const std::exception& e) {
+    detail::log().error("scheduler '{}': shutdown failed: {}", impl_->options.label, e.what());
+  }
+}
+
+const SchedulerOptions& Scheduler::options() const noexcept { return impl_->options; }
+
+Job Scheduler::add_callable(Callable fn, Describer describe, JobOptions options) {
+  auto n = std::make_unique<Node>();
+  n->index = impl_->nodes.size();
+  n->label = options.label.empty() ? "job " + std::to_string(n->index + 1) : options.label;
+  n->options = std::move(options);
+  n->kind = JobKind::callable;
+  n->fn = std::move(fn);
+  n->describe = std::move(describe);
+  impl_->nodes.push_back(std::move(n));
+  return Job(impl_.get(), impl_->nodes.size() - 1);
+}
+
+Job Scheduler::add_service(Executor executor, JobOptions options) {
+  auto n = std::make_unique<Node>();
+  n->index = impl_->nodes.size();
+  n->label = options.label.empty() ? executor.name() : options.label;
+  n->options = std::move(options);
+  n->kind = JobKind::service;
+  n->service = std::make_unique<Executor>(std::move(executor));
+  impl_->nodes.push_back(std::move(n));
+  return Job(impl_.get(), impl_->nodes.size() - 1);
+}
+
+Job Scheduler::add_scheduler(Scheduler inner, JobOptions options) {
+  auto n = std::make_unique<Node>();
+  n->index = impl_->nodes.size();
+  n->label = options.label.empty() ? inner.options().label : options.label;
+  options.critical = options.critical && inner.options().critical;
+  n->options = std::move(options);
+  n->kind = JobKind::scheduler;
+  n->nested = std::make_unique<Scheduler>(std::move(inner));
+  impl_->nodes.push_back(std::move(n));
+  return Job(impl_.get(), impl_->nodes.size() - 1);
+}
+
+std::optional<Job> Scheduler::find(std::string_view label) const {
+  for (const auto& n : impl_->nodes) {
+    if (n->label == label) return Job(impl_.get(), n->index);
+  }
+  return std::nullopt;
+}
+
+std::vector<Job> Scheduler::jobs() const {
+  std::vector<Job> all;
+  for (const auto& n : impl_->nodes) all.push_back(Job(impl_.get(), n->index));
+  return all;
+}
+
+void Scheduler::validate() const {
+  const auto& nodes = impl_->nodes;
+  std::vector<std::string> problems;
+  for (const auto& n : nodes) {
+    for (const auto& f : n->foreign) {
+      problems.push_back("job '" + n->label + "' requires '" + f + "', which is not in scheduler '" +
+                         impl_->options.label + "'");
+    }
+    for (const auto& r : n->requires_) {
+      const Node& required = *nodes[r.index];
+      if (required.options.forever && required.kind != JobKind::service) {
+        problems.push_back("job '" + n->label + "' requires forever job '" + required.label +
+                           "', which never finishes (only a service's readiness can be required)");
+      }
+    }
+  }
+  // Cycle search: iterative depth-first, O(V+E), reporting the first cycle's path.
+  enum : char { white, grey, black };
+  std::vector<char> colour(nodes.size(), white);
+  std::vector<std::pair<std::size_t, std::size_t>> stack;  // (node, next requirement)
+  for (std::size_t root = 0; root < nodes.size() && problems.empty(); ++root) {
+    if (colour[root] != white) continue;
+    stack.push_back({root, 0});
+    colour[root] = grey;
+    while (!stack.empty()) {
+      auto& [index, next] = stack.back();
+      const auto& reqs = nodes[index]->requires_;
+      if (next == reqs.size()) {
+        colour[index] = black;
+        stack.pop_back();
+        continue;
+      }
+      std::size_t to = reqs[next++].index;
+      if (colour[to] == grey) {
+        std::string path;
+        auto from = std::find_if(stack.begin(), stack.end(), [&](auto& e) { return e.first == to; });
+        for (auto it = from; it != stack.end(); ++it) path += nodes[it->first]->label + " -> ";
+        path += nodes[to]->label;
+        problems.push_back("requirement cycle: " + path + " (each requires the next)");
+        break;
+      }
+      if (colour[to] == white) {
+        colour[to] = grey;
+        stack.push_back({to, 0});
+      }
+    }
+    stack.clear();
+  }
+  if (!problems.empty()) {
+    std::string message = "scheduler '" + impl_->options.label + "' is invalid:";
+    for (const auto& p : problems) message += "\n  " + p;
+    throw SchedulerError(message);
+  }
+}
+
+RunReport Scheduler::run(std::stop_token cancel) {
+  validate();
+  SchedulerImpl& s = *impl_;
+  detail::Runner runner{s};
+  {
+    std::lock_guard lock(s.mutex);
+    if (s.has_run) {
+      throw SchedulerError("scheduler '" + s.options.label + "' has already run; build a new one");
+    }
+    s.has_run = true;
+    s.run_start = Clock::now();
+    for (auto& n : s.nodes) {
+      n->dependents.clear();
+      n->pending = n->requires_.size();
+    }
+    for (auto& n : s.nodes) {
+      for (const auto& r : n->requires_) s.node(r.index).dependents.push_back(n->index);
+    }
+    s.unfinished = static_cast<std::size_t>(
+        std::count_if(s.nodes.begin(), s.nodes.end(), [](auto& n) { return !n->options.forever; }));
+    for (auto& n : s.nodes) {
+      if (n->pending == 0) runner.make_ready(*n);
+    }
+    runner.submit(runner.dispatch(), false);
+  }
+  std::stop_callback on_cancel(cancel, [&] {
+    std::lock_guard lock(s.mutex);
+    runner.abort("the run was cancelled");
+  });
+
+  const std::optional<Clock::time_point> deadline =
+      s.options.timeout ? std::optional(s.run_start + *s.options.timeout) : std::nullopt;
+  bool forever_cancelled = false;
+  std::unique_lock lock(s.mutex);
+  for (;;) {
+    if (s.unfinished == 0 && !forever_cancelled) {
+      forever_cancelled = true;
+      s.winding_down = true;
+      for (auto& n : s.nodes) {
+        if (!n->options.forever) continue;
+        if (n->state == JobState::running) {
+          n->cancel_requested = true;
+          n->stop.request_stop();
+        } else if (n->state == JobState::idle || n->state == JobState::waiting) {
+          std::erase(s.ready, n.get());
+          runner.settle(*n, JobState::cancelled, "not started before the end of the run", false);
+        }
+      }
+    }
+    if (s.unfinished == 0 && s.in_flight == 0) break;
+    // The next deadline: the run's, or a running job's own.
+    auto next = deadline.value_or(Clock::time_point::max());
+    std::erase_if(s.timed, [](Node* n) { return n->state != JobState::running || n->timed_out; });
+    for (Node* n : s.timed) next = std::min(next, n->start_time + *n->options.timeout);
+    if (next == Clock::time_point::max()) {
+      s.changed.wait(lock);
+    } else {
+      s.changed.wait_until(lock, next);
+    }
+    const auto now = Clock::now();
+    for (Node* n : s.timed) {
+      if (n->state == JobState::running && !n->timed_out && now >= n->start_time + *n->options.timeout) {
+        n->timed_out = true;
+        n->stop.request_stop();
+      }
+    }
+    if (deadline && now >= *deadline && !s.aborting && s.unfinished > 0) {
+      for (auto& n : s.nodes) {
+        if (n->state == JobState::running && !n->options.forever) n->timed_out = true;
+      }
+      runner.abort("the run timed out after " + seconds(*s.options.timeout));
+    }
+  }
+  s.run_end = Clock::now();
+  s.pool_closing = true;
+  s.work_ready.notify_all();
+  auto threads = std::move(s.threads);
+  lock.unlock();
+  for (auto& t : threads) t.join();
+  lock.lock();
+
+  RunReport report;
+  report.label_ = s.options.label;
+  report.elapsed_ = s.run_end - s.run_start;
+  for (const auto& n : s.nodes) {
+    if (!succeeded(n->state) && !(n->options.forever && n->state == JobState::cancelled &&
+                                  n->reason == "cancelled at the end of the run")) {
+      report.failures_.push_back(n->label + ": " + std::string(to_string(n->state)) +
+                                 (n->reason.empty() ? "" : " (" + n->reason + ")"));
+    }
+    if (n->options.critical && !succeeded(n->state) && !n->options.forever) s.ok = false;
+  }
+  if (!s.ok && s.abort_reason.empty()) s.abort_reason = "a critical job did not succeed";
+  report.ok_ = s.ok;
+  report.why_ = s.ok ? "" : s.abort_reason;
+  return report;
+}
+
+std::vector<StopOutcome> Scheduler::shutdown() {
+  SchedulerImpl& s = *impl_;
+  std::vector<StopOutcome> outcomes;
+  // Reverse of a topological order (requirements first, insertion order among
+  // equals), so each service stops before the ones it requires.
+  const std::size_t count = s.nodes.size();
+  std::vector<std::size_t> indegree(count, 0);
+  std::vector<std::vector<std::size_t>> dependents(count);
+  for (const auto& n : s.nodes) {
+    for (const auto& r : n->requires_) {
+      ++indegree[n->index];
+      dependents[r.index].push_back(n->index);
+    }
+  }
+  std::vector<std::size_t> order;
+  std::deque<std::size_t> queue;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (indegree[i] == 0) queue.push_back(i);
+  }
+  while (!queue.empty()) {
+    std::size_t i = queue.front();
+    queue.pop_front();
+    order.push_back(i);
+    for (std::size_t d : dependents[i]) {
+      if (--indegree[d] == 0) queue.push_back(d);
+    }
+  }
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    Node& n = s.node(*it);
+    if (n.kind == JobKind::scheduler) {
+      auto inner = n.nested->shutdown();
+      outcomes.insert(outcomes.end(), inner.begin(), inner.end());
+      continue;
+    }
+    if (n.kind != JobKind::service) continue;
+    {
+      // Only services that became ready: a failed start cleaned up after itself.
+      std::lock_guard lock(s.mutex);
+      if (n.state != JobState::ready) continue;
+    }
+    StopOutcome outcome{n.label, std::nullopt, {}};
+    try {
+      n.service->stop();
+    } catch (const std::exception& e) {
+      outcome.error = e.what();
+    }
+    outcome.status = n.service->exit_status();
+    std::lock_guard lock(s.mutex);
+    n.state = JobState::stopped;
+    n.reason = outcome.error.empty() ? (outcome.status ? outcome.status->describe() : "") : outcome.error;
+    outcomes.push_back(std::move(outcome));
+  }
+  s.shut_down = true;
+  return outcomes;
+}
+
+std::string Scheduler::why() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->ok ? "" : impl_->abort_reason;
+}
+
+}  // namespace roadie

@@ -1,0 +1,299 @@
+// What a scheduler says about itself: listings, DOT, Chrome trace, critical path.
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "roadie/scheduler.hpp"
+#include "scheduler_impl.hpp"
+
+namespace roadie {
+
+using detail::Clock;
+using detail::JobKind;
+using detail::Node;
+using detail::SchedulerImpl;
+
+namespace {
+
+bool utf8_terminal() {
+  for (const char* name : {"LC_ALL", "LC_CTYPE", "LANG"}) {
+    const char* value = std::getenv(name);
+    if (value == nullptr || *value == '\0') continue;
+    std::string v(value);
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+    return v.find("utf-8") != std::string::npos || v.find("utf8") != std::string::npos;
+  }
+  return false;
+}
+
+std::string seconds(Clock::duration d) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f s", std::chrono::duration<double>(d).count());
+  return text;
+}
+
+std::string pad(std::string text, std::size_t width) {
+  // Column widths count characters, not bytes (labels are usually ASCII).
+  if (text.size() < width) text.append(width - text.size(), ' ');
+  return text;
+}
+
+std::string detail_of(const Node& n) {
+  switch (n.state) {
+    case JobState::done: {
+      std::string text = "[" + seconds(n.finish_time - n.start_time) + "]";
+      if (n.result.has_value() && n.describe) text += " -> " + n.describe(n.result);
+      return text;
+    }
+    case JobState::ready:
+      return "[ready in " + seconds(n.finish_time - n.start_time) + "]";
+    case JobState::failed:
+      return "!! " + n.reason;
+    case JobState::stopped:
+      return "(stop: " + n.reason + ")";
+    case JobState::skipped:
+    case JobState::cancelled:
+    case JobState::timed_out:
+      return n.reason.empty() ? "" : "(" + n.reason + ")";
+    default:
+      return "";
+  }
+}
+
+void list_into(const SchedulerImpl& s, const std::string& prefix, const std::string& indent, bool unicode,
+               std::string& out) {
+  std::size_t id_width = 0, label_width = 0;
+  for (const auto& n : s.nodes) {
+    id_width = std::max(id_width, (prefix + std::to_string(n->index + 1)).size());
+    label_width = std::max(label_width, n->label.size());
+  }
+  for (const auto& n : s.nodes) {
+    std::string line = indent + pad(prefix + std::to_string(n->index + 1), id_width) + " ";
+    line += n->options.critical ? (unicode ? "⚠" : "!") : " ";
+    line += n->options.forever ? (unicode ? "∞" : "~") : " ";
+    line += " " + pad(std::string(to_string(n->state)), 9) + " " + pad(n->label, label_width);
+    std::string detail = detail_of(*n);
+    if (!detail.empty()) line += " " + detail;
+    if (!n->requires_.empty()) {
+      line += " requires={";
+      for (std::size_t i = 0; i < n->requires_.size(); ++i) {
+        if (i) line += ", ";
+        line += prefix + std::to_string(n->requires_[i].index + 1);
+        if (n->requires_[i].allow_failure) line += "?";
+      }
+      line += "}";
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+    if (n->kind == JobKind::scheduler) {
+      std::lock_guard lock(n->nested->impl_for_output().mutex);
+      list_into(n->nested->impl_for_output(), prefix + std::to_string(n->index + 1) + ".", indent + "  ",
+                unicode, out);
+    }
+  }
+}
+
+const char* colour(JobState s) {
+  switch (s) {
+    case JobState::idle: return "#eeeeee";
+    case JobState::waiting: return "#fff2cc";
+    case JobState::running: return "#cfe2f3";
+    case JobState::ready: return "#b6d7a8";
+    case JobState::done: return "#d9ead3";
+    case JobState::failed: return "#f4cccc";
+    case JobState::skipped: return "#d9d9d9";
+    case JobState::cancelled: return "#fce5cd";
+    case JobState::timed_out: return "#ead1dc";
+    case JobState::stopped: return "#d0e0e3";
+  }
+  return "#ffffff";
+}
+
+std::string dot_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+void dot_into(const SchedulerImpl& s, const std::string& prefix, const std::string& indent, std::string& out) {
+  for (const auto& n : s.nodes) {
+    std::string id = "j" + prefix + std::to_string(n->index + 1);
+    std::string style = "rounded,filled";
+    if (n->options.forever) style += ",dashed";
+    std::string node = id + " [label=\"" + dot_escape(n->label) + "\\n" + std::string(to_string(n->state)) +
+                       "\", fillcolor=\"" + colour(n->state) + "\", style=\"" + style + "\"";
+    if (n->options.critical) node += ", penwidth=2";
+    node += "];";
+    if (n->kind == JobKind::scheduler) {
+      const auto& inner = n->nested->impl_for_output();
+      out += indent + "subgraph cluster_" + prefix + std::to_string(n->index + 1) + " {\n";
+      out += indent + "  label=\"" + dot_escape(n->label) + "\"; style=\"rounded\";\n";
+      out += indent + "  " + node + "\n";
+      std::lock_guard lock(inner.mutex);
+      dot_into(inner, prefix + std::to_string(n->index + 1) + "_", indent + "  ", out);
+      out += indent + "}\n";
+    } else {
+      out += indent + node + "\n";
+    }
+  }
+  for (const auto& n : s.nodes) {
+    for (const auto& r : n->requires_) {
+      out += indent + "j" + prefix + std::to_string(r.index + 1) + " -> j" + prefix +
+             std::to_string(n->index + 1) + (r.allow_failure ? " [style=dashed, label=\"may fail\"];" : ";") +
+             "\n";
+    }
+  }
+}
+
+struct Span {
+  std::string name;
+  std::string category;
+  Clock::time_point start, end;
+  std::string state;
+  std::string reason;
+};
+
+void spans_of(const SchedulerImpl& s, const std::string& prefix, std::vector<Span>& spans) {
+  for (const auto& n : s.nodes) {
+    if (!n->started) continue;
+    Span span;
+    span.name = prefix + n->label;
+    span.start = n->start_time;
+    span.end = n->finished ? n->finish_time : s.run_end;
+    span.state = std::string(to_string(n->state));
+    span.reason = n->reason;
+    switch (n->kind) {
+      case JobKind::callable: span.category = "job"; break;
+      case JobKind::service:
+        span.category = "service";
+        span.name += ": waiting for " + n->service->check().describe();
+        break;
+      case JobKind::scheduler: span.category = "scheduler"; break;
+    }
+    spans.push_back(span);
+    if (n->kind == JobKind::scheduler) {
+      const auto& inner = n->nested->impl_for_output();
+      std::lock_guard lock(inner.mutex);
+      spans_of(inner, prefix + n->label + " / ", spans);
+    }
+  }
+}
+
+}  // namespace
+
+std::string Scheduler::list(Glyphs glyphs) const {
+  bool unicode = glyphs == Glyphs::unicode || (glyphs == Glyphs::automatic && utf8_terminal());
+  std::string out;
+  std::lock_guard lock(impl_->mutex);
+  list_into(*impl_, "", "", unicode, out);
+  return out;
+}
+
+std::string Scheduler::debrief(Glyphs glyphs) const {
+  std::string out = list(glyphs);
+  std::lock_guard lock(impl_->mutex);
+  std::map<std::string, int> counts;
+  for (const auto& n : impl_->nodes) ++counts[std::string(to_string(n->state))];
+  out += std::to_string(impl_->nodes.size()) + " job(s):";
+  bool first = true;
+  for (const auto& [state, count] : counts) {
+    out += (first ? " " : ", ") + std::to_string(count) + " " + state;
+    first = false;
+  }
+  out += "\n";
+  if (impl_->has_run) {
+    out += impl_->ok ? "the run succeeded\n" : "the run failed: " + impl_->abort_reason + "\n";
+  }
+  bool header = false;
+  for (const auto& n : impl_->nodes) {
+    if (n->state == JobState::done || n->state == JobState::ready || n->state == JobState::stopped ||
+        n->state == JobState::idle || n->reason.empty()) {
+      continue;
+    }
+    if (!header) out += "reasons:\n";
+    header = true;
+    out += "  " + n->label + " (" + std::string(to_string(n->state)) + "): " + n->reason + "\n";
+  }
+  return out;
+}
+
+std::string Scheduler::to_dot() const {
+  std::string out = "digraph \"" + dot_escape(impl_->options.label) + "\" {\n";
+  out += "  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n";
+  std::lock_guard lock(impl_->mutex);
+  dot_into(*impl_, "", "  ", out);
+  out += "}\n";
+  return out;
+}
+
+std::string Scheduler::to_chrome_trace() const {
+  std::vector<Span> spans;
+  Clock::time_point origin;
+  {
+    std::lock_guard lock(impl_->mutex);
+    origin = impl_->run_start;
+    spans_of(*impl_, "", spans);
+  }
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.start < b.start; });
+  // Lanes: each span goes to the first lane free at its start.
+  std::vector<Clock::time_point> lane_end;
+  nlohmann::json events = nlohmann::json::array();
+  auto micros = [&](Clock::time_point t) {
+    return std::chrono::duration<double, std::micro>(t - origin).count();
+  };
+  for (const auto& span : spans) {
+    std::size_t lane = 0;
+    while (lane < lane_end.size() && lane_end[lane] > span.start) ++lane;
+    if (lane == lane_end.size()) lane_end.push_back(span.end);
+    lane_end[lane] = span.end;
+    events.push_back({{"name", span.name},
+                      {"cat", span.category},
+                      {"ph", "X"},
+                      {"ts", micros(span.start)},
+                      {"dur", micros(span.end) - micros(span.start)},
+                      {"pid", 1},
+                      {"tid", lane + 1},
+                      {"args", {{"state", span.state}, {"reason", span.reason}}}});
+  }
+  events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 1},
+                    {"args", {{"name", "roadie: " + impl_->options.label}}}});
+  nlohmann::json trace = {{"traceEvents", events}, {"displayTimeUnit", "ms"}};
+  return trace.dump(1);
+}
+
+std::string Scheduler::critical_path() const {
+  std::lock_guard lock(impl_->mutex);
+  const auto& nodes = impl_->nodes;
+  const Node* last = nullptr;
+  for (const auto& n : nodes) {
+    if (!n->finished || !n->started || n->options.forever) continue;
+    if (last == nullptr || n->finish_time > last->finish_time) last = n.get();
+  }
+  if (last == nullptr) return "bring-up: nothing ran";
+  // Walk back through the requirement that finished last: the one that gated each start.
+  std::vector<const Node*> path{last};
+  for (const Node* n = last;;) {
+    const Node* gate = nullptr;
+    for (const auto& r : n->requires_) {
+      const Node& req = *nodes[r.index];
+      if (req.finished && (gate == nullptr || req.finish_time > gate->finish_time)) gate = &req;
+    }
+    if (gate == nullptr) break;
+    path.push_back(gate);
+    n = gate;
+  }
+  std::reverse(path.begin(), path.end());
+  std::string text = "bring-up " + seconds(last->finish_time - impl_->run_start) + "; critical path ";
+  for (std::size_t i = 0; i < path.size(); ++i) text += (i ? " -> " : "") + path[i]->label;
+  text += " (" + seconds(last->finish_time - path.front()->start_time) + ")";
+  return text;
+}
+
+}  // namespace roadie

@@ -1,0 +1,597 @@
+// The scheduler: asynciojobs' behaviour re-done as GoogleTest tests, plus what
+// asynciojobs gets wrong, golden listings, and teardown order with real services.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "roadie/clock.hpp"
+#include "roadie/scheduler.hpp"
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using roadie::Glyphs;
+using roadie::Job;
+using roadie::JobContext;
+using roadie::JobState;
+using roadie::Scheduler;
+using roadie::Sequence;
+using roadie::testing::child;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+namespace {
+
+class SchedulerTest : public roadie::testing::NoLeaks {};
+
+// Thread-safe event recorder.
+class Events {
+ public:
+  void add(std::string e) {
+    std::lock_guard lock(mutex_);
+    events_.push_back(std::move(e));
+  }
+  std::vector<std::string> get() {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+  std::size_t index(const std::string& e) {
+    auto all = get();
+    return static_cast<std::size_t>(std::find(all.begin(), all.end(), e) - all.begin());
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::string> events_;
+};
+
+// A job that records its start and end and sleeps (cancellably).
+auto in_out(Events& events, std::string name, std::chrono::milliseconds sleep = 0ms) {
+  return [&events, name, sleep](JobContext& ctx) {
+    events.add("-> " + name);
+    bool finished = ctx.sleep_for(sleep);
+    events.add("<- " + name);
+    if (!finished) throw roadie::Cancelled(name + " cancelled");
+  };
+}
+
+std::string normalise(std::string text) {
+  text = std::regex_replace(text, std::regex("[0-9]+\\.[0-9]+ s"), "T s");
+  return text;
+}
+
+void check_golden(const std::string& name, const std::string& actual) {
+  std::string path = std::string(ROADIE_GOLDEN_DIR) + "/" + name;
+  if (std::getenv("ROADIE_UPDATE_GOLDEN") != nullptr) {
+    std::ofstream(path) << actual;
+    return;
+  }
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << "missing golden file " << path << " (run with ROADIE_UPDATE_GOLDEN=1)";
+  std::string expected((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(actual, expected) << "golden file " << path;
+}
+
+}  // namespace
+
+// --- asynciojobs' basics -----------------------------------------------------------------
+
+TEST_F(SchedulerTest, IndependentJobsRunInParallel) {
+  Events events;
+  Scheduler s;
+  s.add(in_out(events, "a", 100ms));
+  s.add(in_out(events, "b", 100ms));
+  s.add(in_out(events, "c", 100ms));
+  auto report = s.run();
+  EXPECT_TRUE(report);
+  // All three started before any ended.
+  auto e = events.get();
+  ASSERT_EQ(e.size(), 6u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(e[static_cast<std::size_t>(i)].substr(0, 2), "->");
+}
+
+TEST_F(SchedulerTest, SequenceRunsInOrder) {
+  Events events;
+  Scheduler s;
+  Sequence{s.add(in_out(events, "a")), s.add(in_out(events, "b")), s.add(in_out(events, "c"))};
+  ASSERT_TRUE(s.run());
+  EXPECT_THAT(events.get(), ElementsAre("-> a", "<- a", "-> b", "<- b", "-> c", "<- c"));
+}
+
+TEST_F(SchedulerTest, DiamondWaitsForBothBranches) {
+  Events events;
+  Scheduler s;
+  Job a = s.add(in_out(events, "a"));
+  Job b = s.add(in_out(events, "b", 50ms));
+  Job c = s.add(in_out(events, "c", 100ms));
+  Job d = s.add(in_out(events, "d"));
+  b.require(a);
+  c.require(a);
+  d.require(b).require(c).require(b);  // the duplicate is ignored
+  ASSERT_TRUE(s.run());
+  EXPECT_LT(events.index("<- a"), events.index("-> b"));
+  EXPECT_LT(events.index("<- a"), events.index("-> c"));
+  EXPECT_LT(events.index("<- b"), events.index("-> d"));
+  EXPECT_LT(events.index("<- c"), events.index("-> d"));
+  EXPECT_LT(events.index("-> c"), events.index("<- b"));  // b and c overlapped
+}
+
+TEST_F(SchedulerTest, ResultsAndErrorsPerJob) {
+  Scheduler s;
+  Job answer = s.add([] { return 42; }, {.label = "answer"});
+  Job word = s.add([] { return std::string("hello"); }, {.label = "word"});
+  Job boom = s.add([]() -> int { throw std::runtime_error("boom"); }, {.label = "boom", .critical = false});
+  auto report = s.run();
+  EXPECT_TRUE(report);  // only a non-critical job failed
+  EXPECT_EQ(answer.result<int>(), 42);
+  EXPECT_EQ(word.result<std::string>(), "hello");
+  EXPECT_EQ(boom.state(), JobState::failed);
+  EXPECT_EQ(boom.reason(), "boom");
+  EXPECT_THROW(std::rethrow_exception(boom.error()), std::runtime_error);
+  EXPECT_FALSE(boom.result().has_value());
+}
+
+// --- criticality -------------------------------------------------------------------------
+
+TEST_F(SchedulerTest, CriticalFailureStopsNewWorkAndCancelsRunningJobs) {
+  Events events;
+  Scheduler s({.label = "bring-up"});
+  Job slow = s.add(in_out(events, "slow", 10s), {.label = "slow"});
+  Job bad = s.add([]() { throw std::runtime_error("db is down"); }, {.label = "migrate"});
+  Job later = s.add(in_out(events, "later"), {.label = "later"});
+  later.require(bad);
+  auto t0 = std::chrono::steady_clock::now();
+  auto report = s.run();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);  // slow was cancelled, not waited out
+  EXPECT_FALSE(report);
+  EXPECT_EQ(report.why(), "critical job 'migrate' failed: db is down");
+  EXPECT_EQ(s.why(), report.why());
+  EXPECT_EQ(bad.state(), JobState::failed);
+  EXPECT_EQ(slow.state(), JobState::cancelled);
+  EXPECT_EQ(slow.reason(), "cancelled: critical job 'migrate' failed: db is down");
+  EXPECT_EQ(later.state(), JobState::cancelled);
+  EXPECT_THAT(events.get(), ::testing::Not(::testing::Contains("-> later")));
+  try {
+    report.throw_if_failed();
+    FAIL() << "no exception";
+  } catch (const roadie::SchedulerError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("scheduler 'bring-up' failed: critical job 'migrate' failed: db is down"));
+    EXPECT_THAT(e.what(), HasSubstr("\n  migrate: failed (db is down)"));
+    EXPECT_THAT(e.what(), HasSubstr("\n  slow: cancelled (cancelled: critical job 'migrate'"));
+  }
+}
+
+TEST_F(SchedulerTest, NonCriticalFailureSkipsDependentsAndGoesOn) {
+  Events events;
+  Scheduler s;
+  Job db = s.add([] { throw std::runtime_error("no disk"); }, {.label = "db", .critical = false});
+  Job app = s.add(in_out(events, "app"), {.label = "app", .critical = false});
+  Job tests = s.add(in_out(events, "tests"), {.label = "tests", .critical = false});
+  Job other = s.add(in_out(events, "other"), {.label = "other"});
+  app.require(db);
+  tests.require(app);
+  auto report = s.run();
+  EXPECT_TRUE(report);
+  EXPECT_EQ(app.state(), JobState::skipped);
+  EXPECT_EQ(app.reason(), "requires 'db' which failed: no disk");
+  EXPECT_EQ(tests.state(), JobState::skipped);
+  EXPECT_EQ(tests.reason(), "requires 'app' which was skipped: requires 'db' which failed: no disk");
+  EXPECT_EQ(other.state(), JobState::done);
+}
+
+TEST_F(SchedulerTest, EdgeThatAllowsFailureStillRuns) {
+  Events events;
+  Scheduler s;
+  Job flaky = s.add([] { throw std::runtime_error("flaky"); }, {.label = "flaky", .critical = false});
+  Job cleanup = s.add(in_out(events, "cleanup"), {.label = "cleanup"});
+  cleanup.require_allowing_failure(flaky);
+  EXPECT_TRUE(s.run());
+  EXPECT_EQ(cleanup.state(), JobState::done);
+}
+
+TEST_F(SchedulerTest, CriticalJobSkippedFailsTheRun) {
+  Scheduler s;
+  Job db = s.add([] { throw std::runtime_error("no disk"); }, {.label = "db", .critical = false});
+  Job app = s.add([] {}, {.label = "app"});
+  app.require(db);
+  auto report = s.run();
+  EXPECT_FALSE(report);
+  EXPECT_EQ(report.why(), "critical job 'app' was skipped: requires 'db' which failed: no disk");
+}
+
+TEST_F(SchedulerTest, CriticalityCombinationsAtJobAndSchedulerLevel) {
+  for (bool job_critical : {true, false}) {
+    for (bool inner_critical : {true, false}) {
+      Scheduler inner({.label = "inner", .critical = inner_critical});
+      inner.add([] { throw std::runtime_error("inner boom"); }, {.label = "boom", .critical = job_critical});
+      Scheduler outer({.label = "outer"});
+      Job nested = outer.add_scheduler(std::move(inner));
+      Job after = outer.add([] {}, {.label = "after", .critical = false});
+      after.require_allowing_failure(nested);
+      auto report = outer.run();
+      // The inner run fails only if its job is critical; the outer only if the
+      // inner failed and is critical itself.
+      bool inner_fails = job_critical;
+      EXPECT_EQ(bool(report), !(inner_fails && inner_critical))
+          << "job critical " << job_critical << ", inner critical " << inner_critical;
+      EXPECT_EQ(nested.state(), inner_fails ? JobState::failed : JobState::done);
+      // A critical inner failure aborts the outer run: `after` never starts.
+      EXPECT_EQ(after.state(), inner_fails && inner_critical ? JobState::cancelled : JobState::done);
+    }
+  }
+}
+
+// --- forever, timeouts, window ----------------------------------------------------------------
+
+TEST_F(SchedulerTest, ForeverJobsAreCancelledAtTheEnd) {
+  Events events;
+  std::atomic<int> ticks{0};
+  Scheduler s;
+  Job monitor = s.add(
+      [&](JobContext& ctx) {
+        while (ctx.sleep_for(5ms)) ++ticks;
+        events.add("monitor stopped");
+      },
+      {.label = "monitor", .forever = true});
+  Job work = s.add(in_out(events, "work", 100ms), {.label = "work"});
+  auto report = s.run();
+  EXPECT_TRUE(report);
+  EXPECT_TRUE(report.failures().empty());
+  EXPECT_EQ(work.state(), JobState::done);
+  EXPECT_EQ(monitor.state(), JobState::cancelled);
+  EXPECT_EQ(monitor.reason(), "cancelled at the end of the run");
+  EXPECT_EQ(events.get().back(), "monitor stopped");  // awaited before run() returned
+  EXPECT_GT(ticks.load(), 0);
+}
+
+TEST_F(SchedulerTest, ForeverJobCannotBeRequired) {
+  Scheduler s({.label = "s"});
+  Job loop = s.add([](JobContext& ctx) { ctx.sleep_for(1h); }, {.label = "loop", .forever = true});
+  s.add([] {}, {.label = "user"}).require(loop);
+  try {
+    s.validate();
+    FAIL() << "no exception";
+  } catch (const roadie::SchedulerError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("job 'user' requires forever job 'loop', which never finishes"));
+  }
+}
+
+TEST_F(SchedulerTest, GlobalTimeout) {
+  Events events;
+  Scheduler s({.label = "slowpoke", .timeout = 200ms});
+  Job slow = s.add(in_out(events, "slow", 30s), {.label = "slow"});
+  Job fast = s.add(in_out(events, "fast"), {.label = "fast"});
+  Job never = s.add(in_out(events, "never"), {.label = "never"});
+  never.require(slow);
+  auto t0 = std::chrono::steady_clock::now();
+  auto report = s.run();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  EXPECT_FALSE(report);
+  EXPECT_EQ(report.why(), "the run timed out after 0.20 s");
+  EXPECT_EQ(slow.state(), JobState::timed_out);
+  EXPECT_EQ(fast.state(), JobState::done);
+  EXPECT_EQ(never.state(), JobState::cancelled);
+}
+
+TEST_F(SchedulerTest, PerJobTimeout) {
+  Events events;
+  Scheduler s;
+  Job slow = s.add(in_out(events, "slow", 30s), {.label = "slow", .critical = false, .timeout = 100ms});
+  Job next = s.add(in_out(events, "next"), {.label = "next", .critical = false});
+  next.require(slow);
+  auto report = s.run();
+  EXPECT_TRUE(report);
+  EXPECT_EQ(slow.state(), JobState::timed_out);
+  EXPECT_EQ(slow.reason(), "ran past its timeout of 0.10 s");
+  EXPECT_EQ(next.state(), JobState::skipped);
+  EXPECT_EQ(next.reason(), "requires 'slow' which timed out: ran past its timeout of 0.10 s");
+}
+
+TEST_F(SchedulerTest, WindowOfFourOverEightJobsTakesTwoRounds) {
+  std::atomic<int> now{0}, peak{0};
+  Scheduler s({.jobs_window = 4});
+  std::vector<Job> jobs;
+  for (int i = 0; i < 8; ++i) {
+    jobs.push_back(s.add([&](JobContext& ctx) {
+      int n = ++now;
+      int p = peak.load();
+      while (n > p && !peak.compare_exchange_weak(p, n)) {
+      }
+      ctx.sleep_for(150ms);
+      --now;
+    }));
+  }
+  auto report = s.run();
+  EXPECT_TRUE(report);
+  EXPECT_EQ(peak.load(), 4);
+  EXPECT_GE(report.elapsed(), 300ms);  // two rounds at least
+}
+
+TEST_F(SchedulerTest, WindowSlotIsReleasedWhenAJobThrows) {
+  Scheduler s({.jobs_window = 1});
+  for (int i = 0; i < 5; ++i) {
+    s.add([] { throw std::runtime_error("nope"); }, {.critical = false});
+  }
+  Job last = s.add([] { return 1; });
+  auto report = s.run();
+  EXPECT_TRUE(report);
+  EXPECT_EQ(last.state(), JobState::done);
+}
+
+TEST_F(SchedulerTest, WindowSlotIsReleasedOnTimeoutAndCancel) {
+  Scheduler s({.jobs_window = 1});
+  s.add([](JobContext& ctx) { ctx.sleep_for(30s); }, {.critical = false, .timeout = 50ms});
+  Job last = s.add([] { return 2; });
+  EXPECT_TRUE(s.run());
+  EXPECT_EQ(last.result<int>(), 2);
+}
+
+// --- nesting --------------------------------------------------------------------------------
+
+TEST_F(SchedulerTest, NestedSchedulerRunsAsOneJob) {
+  Events events;
+  Scheduler inner({.label = "inner"});
+  Sequence{inner.add(in_out(events, "i1")), inner.add(in_out(events, "i2"))};
+  Scheduler outer({.label = "outer"});
+  Sequence{outer.add(in_out(events, "start")), outer.add_scheduler(std::move(inner)), outer.add(in_out(events, "end"))};
+  ASSERT_TRUE(outer.run());
+  EXPECT_THAT(events.get(), ElementsAre("-> start", "<- start", "-> i1", "<- i1", "-> i2", "<- i2", "-> end", "<- end"));
+}
+
+TEST_F(SchedulerTest, CancellingTheOuterCancelsAndAwaitsTheInner) {
+  std::atomic<bool> inner_exited{false};
+  Scheduler inner({.label = "inner"});
+  Job deep = inner.add(
+      [&](JobContext& ctx) {
+        ctx.sleep_for(30s);
+        std::this_thread::sleep_for(50ms);  // slow to wind down: must still be awaited
+        inner_exited = true;
+        throw roadie::Cancelled("deep cancelled");
+      },
+      {.label = "deep"});
+  Scheduler outer({.label = "outer", .timeout = 100ms});
+  Job nested = outer.add_scheduler(std::move(inner));
+  auto report = outer.run();
+  EXPECT_FALSE(report);
+  EXPECT_TRUE(inner_exited.load());  // awaited before run() returned
+  EXPECT_EQ(deep.state(), JobState::cancelled);
+  EXPECT_EQ(nested.state(), JobState::timed_out);
+}
+
+TEST_F(SchedulerTest, ExternalStopTokenCancelsTheRun) {
+  std::stop_source stop;
+  Scheduler s;
+  Job slow = s.add([](JobContext& ctx) {
+    if (!ctx.sleep_for(30s)) throw roadie::Cancelled("stopped");
+  });
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(50ms);
+    stop.request_stop();
+  });
+  auto report = s.run(stop.get_token());
+  canceller.join();
+  EXPECT_FALSE(report);
+  EXPECT_EQ(report.why(), "the run was cancelled");
+  EXPECT_EQ(slow.state(), JobState::cancelled);
+}
+
+// --- validation -----------------------------------------------------------------------------
+
+TEST_F(SchedulerTest, CycleIsReportedWithItsPath) {
+  Scheduler s({.label = "loopy"});
+  Job a = s.add([] {}, {.label = "a"});
+  Job b = s.add([] {}, {.label = "b"});
+  Job c = s.add([] {}, {.label = "c"});
+  s.add([] {}, {.label = "free"});
+  a.require(b);
+  b.require(c);
+  c.require(a);
+  try {
+    s.run();
+    FAIL() << "no exception";
+  } catch (const roadie::SchedulerError& e) {
+    EXPECT_STREQ(e.what(), "scheduler 'loopy' is invalid:\n  requirement cycle: a -> b -> c -> a (each requires the next)");
+  }
+  EXPECT_EQ(a.state(), JobState::idle);  // nothing started
+}
+
+TEST_F(SchedulerTest, RequirementOnAJobOfAnotherSchedulerNamesBoth) {
+  Scheduler s({.label = "main"});
+  Scheduler other({.label = "other"});
+  Job stranger = other.add([] {}, {.label = "stranger"});
+  s.add([] {}, {.label = "mine"}).require(stranger);
+  try {
+    s.validate();
+    FAIL() << "no exception";
+  } catch (const roadie::SchedulerError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("job 'mine' requires 'stranger', which is not in scheduler 'main'"));
+  }
+}
+
+TEST_F(SchedulerTest, ALongChainIsValidatedAndRunInLinearTime) {
+  Scheduler s;
+  Job previous = s.add([] { return 0; });
+  for (int i = 1; i < 16'000; ++i) {
+    Job next = s.add([i] { return i; });
+    next.require(previous);
+    previous = next;
+  }
+  s.validate();  // iterative: no recursion depth problem
+  auto report = s.run();
+  EXPECT_TRUE(report);
+  EXPECT_EQ(previous.result<int>(), 15'999);
+}
+
+TEST_F(SchedulerTest, RunningTwiceIsAnError) {
+  Scheduler s;
+  s.add([] {});
+  s.run();
+  EXPECT_THROW(s.run(), roadie::SchedulerError);
+}
+
+// --- output ---------------------------------------------------------------------------------
+
+namespace {
+// A deterministic scenario for the golden listings.
+void build_golden_scenario(Scheduler& s) {
+  Job answer = s.add([] { return 42; }, {.label = "answer"});
+  Job broken = s.add([]() { throw std::runtime_error("boom"); }, {.label = "broken", .critical = false});
+  Job skipped = s.add([] {}, {.label = "needs-broken", .critical = false});
+  skipped.require(broken).require(answer);
+  Job tolerant = s.add([] { return std::string("ok"); }, {.label = "tolerant"});
+  tolerant.require_allowing_failure(broken);
+  s.add([](JobContext& ctx) { ctx.sleep_for(1h); }, {.label = "monitor", .critical = false, .forever = true});
+  Scheduler inner({.label = "inner"});
+  Sequence{inner.add([] {}, {.label = "step-1"}), inner.add([] {}, {.label = "step-2"})};
+  s.add_scheduler(std::move(inner)).require(tolerant);
+}
+}  // namespace
+
+TEST_F(SchedulerTest, ListIsDeterministicGolden) {
+  Scheduler s({.label = "golden"});
+  build_golden_scenario(s);
+  check_golden("scheduler_list_before.txt", s.list(Glyphs::ascii));
+  ASSERT_TRUE(s.run());
+  check_golden("scheduler_list.txt", normalise(s.list(Glyphs::ascii)));
+  check_golden("scheduler_list_unicode.txt", normalise(s.list(Glyphs::unicode)));
+  check_golden("scheduler_debrief.txt", normalise(s.debrief(Glyphs::ascii)));
+}
+
+TEST_F(SchedulerTest, DotIsDeterministicGolden) {
+  Scheduler s({.label = "golden"});
+  build_golden_scenario(s);
+  ASSERT_TRUE(s.run());
+  check_golden("scheduler.dot", s.to_dot());
+}
+
+TEST_F(SchedulerTest, ChromeTraceHasASpanPerJob) {
+  Scheduler s({.label = "traced"});
+  Job db = s.add_service(roadie::OutputExecutor(roadie::Command{child("child_banner"), "--delay-ms", "50"}, "ready"),
+                         {.label = "db"});
+  Job migrate = s.add([](JobContext& ctx) { ctx.sleep_for(20ms); }, {.label = "migrate"});
+  migrate.require(db);
+  ASSERT_TRUE(s.run());
+  auto trace = nlohmann::json::parse(s.to_chrome_trace());
+  std::map<std::string, nlohmann::json> spans;
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] == "X") spans[e["name"]] = e;
+  }
+  ASSERT_EQ(spans.size(), 2u);
+  auto service = spans.at("db: waiting for banner /ready/");
+  auto job = spans.at("migrate");
+  EXPECT_EQ(service["cat"], "service");
+  EXPECT_GE(service["dur"].get<double>(), 50'000.0);  // the readiness wait is visible
+  EXPECT_GE(job["ts"].get<double>(), service["ts"].get<double>() + service["dur"].get<double>());
+  s.shutdown();
+}
+
+TEST_F(SchedulerTest, CriticalPathLine) {
+  Scheduler s;
+  Job a = s.add([](JobContext& ctx) { ctx.sleep_for(50ms); }, {.label = "db"});
+  Job b = s.add([](JobContext& ctx) { ctx.sleep_for(100ms); }, {.label = "migrate"});
+  Job c = s.add([](JobContext& ctx) { ctx.sleep_for(20ms); }, {.label = "cache"});
+  Job d = s.add([](JobContext& ctx) { ctx.sleep_for(10ms); }, {.label = "api"});
+  b.require(a);
+  d.require(b).require(c);
+  ASSERT_TRUE(s.run());
+  EXPECT_THAT(s.critical_path(),
+              ::testing::MatchesRegex("bring-up [0-9.]+ s; critical path db -> migrate -> api \\([0-9.]+ s\\)"));
+}
+
+// --- services and teardown ---------------------------------------------------------------------
+
+namespace {
+class ServiceEvents : public roadie::ExecutorListener {
+ public:
+  explicit ServiceEvents(Events& events) : events_(events) {}
+  void on_ready(const roadie::Executor& e, std::chrono::nanoseconds) override { events_.add("ready " + e.name()); }
+  void on_stopped(const roadie::Executor& e, const roadie::ExitStatus&) override {
+    events_.add("stopped " + e.name());
+  }
+
+ private:
+  Events& events_;
+};
+
+roadie::Executor banner_service(const std::string& name, Events& events) {
+  roadie::ExecutorOptions options;
+  options.name = name;
+  roadie::OutputExecutor e(roadie::Command{child("child_banner"), "--delay-ms", "20"}, "ready", options);
+  e.add_listener(std::make_shared<ServiceEvents>(events));
+  return e;
+}
+}  // namespace
+
+TEST_F(SchedulerTest, TeardownStopsServicesInReverseDependencyOrder) {
+  Events events;
+  Scheduler s({.label = "stack"});
+  Job db = s.add_service(banner_service("db", events));
+  Job cache = s.add_service(banner_service("cache", events));
+  Job api = s.add_service(banner_service("api", events));
+  Job worker = s.add_service(banner_service("worker", events));
+  api.require(db).require(cache);
+  worker.require(api);
+  ASSERT_TRUE(s.run());
+  EXPECT_EQ(api.state(), JobState::ready);
+  auto up = events.get();
+  EXPECT_LT(events.index("ready db"), events.index("ready api"));
+  EXPECT_LT(events.index("ready cache"), events.index("ready api"));
+  EXPECT_LT(events.index("ready api"), events.index("ready worker"));
+  auto outcomes = s.shutdown();
+  auto all = events.get();
+  std::vector<std::string> stops(all.begin() + static_cast<long>(up.size()), all.end());
+  EXPECT_THAT(stops, ElementsAre("stopped worker", "stopped api", "stopped cache", "stopped db"));
+  ASSERT_EQ(outcomes.size(), 4u);
+  EXPECT_EQ(outcomes[0].label, "worker");
+  EXPECT_EQ(outcomes[0].status->describe(), "killed by signal 15 (SIGTERM)");
+  EXPECT_TRUE(outcomes[0].error.empty());
+  EXPECT_EQ(api.state(), JobState::stopped);
+  EXPECT_TRUE(s.shutdown().empty());  // idempotent
+}
+
+TEST_F(SchedulerTest, OnlyStartedServicesAreStopped) {
+  Events events;
+  Scheduler s;
+  Job broken = s.add([] { throw std::runtime_error("no config"); }, {.label = "config", .critical = false});
+  Job db = s.add_service(banner_service("db", events), {.critical = false});
+  Job api = s.add_service(banner_service("api", events), {.critical = false});
+  api.require(broken);
+  EXPECT_TRUE(s.run());
+  EXPECT_EQ(api.state(), JobState::skipped);
+  auto outcomes = s.shutdown();
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].label, "db");
+  EXPECT_EQ(db.state(), JobState::stopped);
+}
+
+TEST_F(SchedulerTest, ServiceThatCannotStartSkipsItsDependents) {
+  Scheduler s;
+  roadie::ExecutorOptions options;
+  options.name = "db";
+  Job db = s.add_service(roadie::OutputExecutor(roadie::Command{child("child_exit"), "4"}, "ready", options),
+                         {.critical = false});
+  Job api = s.add([] {}, {.label = "api", .critical = false});
+  api.require(db);
+  EXPECT_TRUE(s.run());
+  EXPECT_EQ(db.state(), JobState::failed);
+  EXPECT_THAT(db.reason(), HasSubstr("exited with code 4"));
+  EXPECT_THAT(api.reason(), HasSubstr("requires 'db' which failed: service 'db'"));
+}
+
+TEST_F(SchedulerTest, DestructorShutsServicesDown) {
+  Events events;
+  pid_t pid;
+  {
+    Scheduler s;
+    Job db = s.add_service(banner_service("db", events));
+    ASSERT_TRUE(s.run());
+    pid = db.service()->pid();
+    EXPECT_TRUE(roadie::testing::exists(pid));
+  }
+  EXPECT_FALSE(roadie::testing::exists(pid));
+}
