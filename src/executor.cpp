@@ -92,7 +92,6 @@ struct Executor::Impl final : ready::ProbeContext {
     stopping.store(true);
     ExitStatus status = kill_now ? proc.kill() : proc.stop();
     exit_subscription.reset();
-    line_subscription.reset();
     if (!stop_reported) {
       stop_reported = true;
       fire([&](ExecutorListener& l, const Executor& e) { l.on_stopped(e, status); });
@@ -106,7 +105,6 @@ struct Executor::Impl final : ready::ProbeContext {
   std::string name;
   Process proc;
   std::vector<std::shared_ptr<ExecutorListener>> listeners;
-  Subscription line_subscription;
   Subscription exit_subscription;
   std::atomic<bool> stopping{false};
   bool stop_reported = true;
@@ -177,6 +175,11 @@ Executor& Executor::start(std::stop_token cancel) {
   process_options.stop.grace =
       std::chrono::duration_cast<std::chrono::milliseconds>(scaled(d.options.stop_timeout));
 
+  if (!d.listeners.empty()) {
+    process_options.on_line = [&d](const Line& line) {
+      d.fire([&](ExecutorListener& l, const Executor& e) { l.on_line(e, line); });
+    };
+  }
   const auto timeout = scaled(d.options.timeout);
   const auto t0 = Clock::now();
   const auto deadline = t0 + timeout;
@@ -188,11 +191,6 @@ Executor& Executor::start(std::stop_token cancel) {
   }
   d.stopping.store(false);
   d.stop_reported = false;
-  if (!d.listeners.empty()) {
-    d.line_subscription = d.proc.output().subscribe([&d](const Line& line) {
-      d.fire([&](ExecutorListener& l, const Executor& e) { l.on_line(e, line); });
-    });
-  }
   d.exit_subscription = d.proc.on_exit([&d](const ExitStatus& status) {
     d.wake();
     if (!d.stopping.load()) {

@@ -40,6 +40,9 @@ struct ProcessOptions {
   OutputOptions output;
   /// Used by stop() without arguments and by the destructor.
   StopOptions stop;
+  /// Called for every output line, from the very first (installed before the
+  /// pipes are read), on the event-loop thread.
+  std::function<void(const Line&)> on_line;
 };
 
 /// A running (or finished) child process. Move-only; destroying a handle stops

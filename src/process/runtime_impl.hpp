@@ -27,7 +27,9 @@ struct ProcessState {
       : name(std::move(name_)),
         command(std::move(command_)),
         stop_options(options.stop),
-        output(std::move(options.output)) {}
+        output(std::move(options.output)) {
+    if (options.on_line) line_subscription = output.subscribe(std::move(options.on_line));
+  }
 
   const std::string name;
   const Command command;
@@ -47,6 +49,7 @@ struct ProcessState {
   // adopted descendants exited: found at that exit event, so they are known
   // even when they cleared or overwrote their environment (setproctitle).
   std::vector<pid_t> adopted;
+  Subscription line_subscription;  // ProcessOptions::on_line
   std::recursive_mutex dispatch;  // held while exit callbacks run
 
   // stop() runs once at a time; `stopped` is set when it finished (reaped,
