@@ -312,6 +312,24 @@ TEST_F(SchedulerTest, WindowOfFourOverEightJobsTakesTwoRounds) {
   EXPECT_GE(report.elapsed(), 300ms);  // two rounds at least
 }
 
+TEST_F(SchedulerTest, BlockingJobsRunTogetherWithoutAWindow) {
+  // The pool starts at the number of cores and grows when its queue stalls.
+  std::atomic<int> now{0}, peak{0};
+  Scheduler s;
+  for (int i = 0; i < 20; ++i) {
+    s.add([&](JobContext& ctx) {
+      int n = ++now;
+      int p = peak.load();
+      while (n > p && !peak.compare_exchange_weak(p, n)) {
+      }
+      ctx.sleep_for(300ms);
+      --now;
+    });
+  }
+  ASSERT_TRUE(s.run());
+  EXPECT_EQ(peak.load(), 20);
+}
+
 TEST_F(SchedulerTest, WindowSlotIsReleasedWhenAJobThrows) {
   Scheduler s({.jobs_window = 1});
   for (int i = 0; i < 5; ++i) {

@@ -81,6 +81,16 @@ namespace detail {
 
 // Jobs that execute at once, at most (jobs_window bounds it further).
 constexpr std::size_t kMaxThreads = 128;
+// Queued work that found every worker busy for this long means the jobs block:
+// the pool grows (doubling). Short jobs never trigger it, so a fan-out of
+// no-op jobs runs on a few threads instead of contending on many.
+constexpr auto kStallBeforeGrowing = std::chrono::milliseconds(1);
+
+std::size_t base_threads(std::size_t window) {
+  std::size_t cores = std::max<std::size_t>(2, std::thread::hardware_concurrency());
+  // A window says how many jobs should run at once: honour it at once.
+  return std::min(kMaxThreads, window != 0 ? std::max(window, cores) : cores);
+}
 
 struct Runner {
   SchedulerImpl& s;
@@ -227,18 +237,35 @@ struct Runner {
   void submit(const std::vector<Node*>& jobs, bool from_worker) {
     if (jobs.empty()) return;
     s.work.insert(s.work.begin(), jobs.begin(), jobs.end());
-    // Threads are made on demand and reused; past kMaxThreads, jobs queue.
+    // Threads are made on demand and reused: up to base_threads() at once,
+    // more when the coordinator sees the queue stall (see grow()).
     const std::size_t available = s.idle_threads + (from_worker ? 1 : 0);
-    for (std::size_t i = available; i < s.work.size() && s.threads.size() < kMaxThreads; ++i) {
+    const std::size_t base = base_threads(s.options.jobs_window);
+    for (std::size_t i = available; i < s.work.size() && s.threads.size() < base; ++i) {
       s.threads.emplace_back([this] { worker(); });
+    }
+    if (s.work.size() > available && !s.stalled_since) {
+      s.stalled_since = Clock::now();
+      s.changed.notify_all();
     }
     const std::size_t wake = jobs.size() - (from_worker ? 1 : 0);
     for (std::size_t i = 0; i < wake; ++i) s.work_ready.notify_one();
   }
 
+  // Called by the coordinator when queued work has waited with every worker busy.
+  void grow() {
+    const std::size_t more = std::min(s.work.size(), std::max<std::size_t>(s.threads.size(), 1));
+    for (std::size_t i = 0; i < more && s.threads.size() < kMaxThreads; ++i) {
+      s.threads.emplace_back([this] { worker(); });
+    }
+    // Look again: if the new workers block too, the queue stalls again.
+    s.stalled_since = Clock::now();
+  }
+
   void worker() {
     std::unique_lock lock(s.mutex);
     for (;;) {
+      if (s.work.empty()) s.stalled_since.reset();
       ++s.idle_threads;
       s.work_ready.wait(lock, [&] { return !s.work.empty() || s.pool_closing; });
       --s.idle_threads;
@@ -246,6 +273,7 @@ struct Runner {
       for (;;) {
         Node* n = s.work.front();
         s.work.pop_front();
+        s.last_take = Clock::now();
         lock.unlock();
         auto next = execute(*n);  // takes the lock itself to record the end
         lock.lock();
@@ -513,12 +541,24 @@ RunReport Scheduler::run(std::stop_token cancel) {
     auto next = deadline.value_or(Clock::time_point::max());
     std::erase_if(s.timed, [](Node* n) { return n->state != JobState::running || n->timed_out; });
     for (Node* n : s.timed) next = std::min(next, n->start_time + *n->options.timeout);
+    if (s.stalled_since && s.threads.size() < detail::kMaxThreads) {
+      next = std::min(next, *s.stalled_since + detail::kStallBeforeGrowing);
+    }
     if (next == Clock::time_point::max()) {
       s.changed.wait(lock);
     } else {
       s.changed.wait_until(lock, next);
     }
     const auto now = Clock::now();
+    if (s.stalled_since && now >= *s.stalled_since + detail::kStallBeforeGrowing) {
+      if (s.work.empty() || s.idle_threads > 0) {
+        s.stalled_since.reset();
+      } else if (now >= std::max(*s.stalled_since, s.last_take) + detail::kStallBeforeGrowing) {
+        runner.grow();  // nothing was taken for a while: the workers are blocked
+      } else {
+        s.stalled_since = s.last_take;  // the queue moves: look again later
+      }
+    }
     for (Node* n : s.timed) {
       if (n->state == JobState::running && !n->timed_out && now >= n->start_time + *n->options.timeout) {
         n->timed_out = true;

@@ -6,6 +6,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -81,6 +82,9 @@ struct SchedulerImpl {
   std::vector<std::thread> threads;
   std::size_t idle_threads = 0;
   bool pool_closing = false;
+  // Since when queued work has found every worker busy (no value: it has not).
+  std::optional<Clock::time_point> stalled_since;
+  Clock::time_point last_take{};  // when a worker last took a job from the queue
 
   Node& node(std::size_t index) { return *nodes.at(index); }
   const Node& node(std::size_t index) const { return *nodes.at(index); }
