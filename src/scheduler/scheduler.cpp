@@ -87,7 +87,8 @@ constexpr std::size_t kMaxThreads = 128;
 constexpr auto kStallBeforeGrowing = std::chrono::milliseconds(1);
 
 std::size_t base_threads(std::size_t window) {
-  std::size_t cores = std::max<std::size_t>(2, std::thread::hardware_concurrency());
+  // hardware_concurrency() reads /sys on every call: once is enough.
+  static const std::size_t cores = std::max<std::size_t>(2, std::thread::hardware_concurrency());
   // A window says how many jobs should run at once: honour it at once.
   return std::min(kMaxThreads, window != 0 ? std::max(window, cores) : cores);
 }
@@ -228,7 +229,7 @@ struct Runner {
       settle(n, n.kind == JobKind::service ? JobState::ready : JobState::done, "");
     }
     auto next = dispatch();
-    if (s.unfinished == 0 || s.in_flight == 0) s.changed.notify_all();
+    if (s.unfinished == 0) s.changed.notify_all();  // the end (or forever jobs winding down)
     return next;
   }
 
