@@ -30,7 +30,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string child(const char* name) { return std::string(ROADIE_BENCH_CHILDREN_DIR) + "/" + name; }
+std::string child(const char* name) {
+  return std::string(ROADIE_BENCH_CHILDREN_DIR) + "/" + name;
+}
 
 struct Stats {
   double median;
@@ -39,11 +41,15 @@ struct Stats {
 
 Stats stats(std::vector<double> values) {
   std::sort(values.begin(), values.end());
-  auto at = [&](double q) { return values[static_cast<std::size_t>(q * double(values.size() - 1))]; };
+  auto at = [&](double q) {
+    return values[static_cast<std::size_t>(q * double(values.size() - 1))];
+  };
   return {at(0.5), at(0.95)};
 }
 
-double micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+double micros(Clock::duration d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
 
 long long monotonic_ns() {
   timespec now{};
@@ -86,9 +92,12 @@ void bench_spawn_stop(int rounds) {
     ours.push_back(micros(Clock::now() - t0));
   }
   auto b = stats(bare), o = stats(ours);
-  std::printf("spawn+stop    bare fork/exec/kill/waitpid  median %8.1f us  p95 %8.1f us\n", b.median, b.p95);
-  std::printf("              roadie spawn()+stop()        median %8.1f us  p95 %8.1f us  ratio %.2fx (target <= 1.5x)\n",
-              o.median, o.p95, o.median / b.median);
+  std::printf("spawn+stop    bare fork/exec/kill/waitpid  median %8.1f us  p95 %8.1f us\n",
+              b.median, b.p95);
+  std::printf(
+      "              roadie spawn()+stop()        median %8.1f us  p95 %8.1f us  ratio %.2fx "
+      "(target <= 1.5x)\n",
+      o.median, o.p95, o.median / b.median);
 }
 
 void bench_exit_notice(int rounds) {
@@ -120,10 +129,14 @@ void bench_exit_notice(int rounds) {
     p.stop();
   }
   auto b = stats(bare), c = stats(callback), w = stats(waited);
-  std::printf("exit notice   bare blocking waitpid()      median %8.1f us  p95 %8.1f us\n", b.median, b.p95);
-  std::printf("              roadie exit callback         median %8.1f us  p95 %8.1f us  (target <= 1000 us)\n",
-              c.median, c.p95);
-  std::printf("              roadie wait() returned       median %8.1f us  p95 %8.1f us\n", w.median, w.p95);
+  std::printf("exit notice   bare blocking waitpid()      median %8.1f us  p95 %8.1f us\n",
+              b.median, b.p95);
+  std::printf(
+      "              roadie exit callback         median %8.1f us  p95 %8.1f us  (target <= 1000 "
+      "us)\n",
+      c.median, c.p95);
+  std::printf("              roadie wait() returned       median %8.1f us  p95 %8.1f us\n",
+              w.median, w.p95);
   std::printf("              roadie over the floor        median %8.1f us\n", c.median - b.median);
 }
 
@@ -165,15 +178,17 @@ void bench_drain(int megabytes, int rounds) {
   }
   auto b = stats(bare), o = stats(ours);
   std::printf("drain         child | cat > /dev/null          median %8.0f MB/s\n", b.median);
-  std::printf("              roadie (lines + ring buffer) median %8.0f MB/s  ratio %.2f (target >= 0.50)\n",
-              o.median, o.median / b.median);
+  std::printf(
+      "              roadie (lines + ring buffer) median %8.0f MB/s  ratio %.2f (target >= 0.50)\n",
+      o.median, o.median / b.median);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  std::printf("roadie process benchmark (%s run); floors measured in this run\n", quick ? "quick" : "full");
+  std::printf("roadie process benchmark (%s run); floors measured in this run\n",
+              quick ? "quick" : "full");
   roadie::Runtime::global();  // start the event loop outside the timings
   bench_spawn_stop(quick ? 100 : 500);
   bench_exit_notice(quick ? 100 : 500);

@@ -7,6 +7,7 @@
 //
 // Usage: bench_ready [--quick]
 #include <fcntl.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -21,7 +22,6 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
-#include <httplib.h>
 #include <string>
 #include <vector>
 
@@ -29,7 +29,9 @@
 
 namespace {
 
-std::string child() { return std::string(ROADIE_BENCH_DIR) + "/bench_ready_child"; }
+std::string child() {
+  return std::string(ROADIE_BENCH_DIR) + "/bench_ready_child";
+}
 
 long long now_ns() {
   timespec t{};
@@ -115,9 +117,10 @@ bool connect_once(const sockaddr* addr, socklen_t len, int family) {
 
 void report(const char* kind, std::vector<double> floor, std::vector<double> mine) {
   auto f = stats(std::move(floor)), m = stats(std::move(mine));
-  std::printf("%-8s floor median %6.0f us p95 %6.0f us | roadie median %6.0f us p95 %6.0f us"
-              " | over floor %+6.0f us (targets: median <= 2000, p95 <= 5000)\n",
-              kind, f.median, f.p95, m.median, m.p95, m.median - f.median);
+  std::printf(
+      "%-8s floor median %6.0f us p95 %6.0f us | roadie median %6.0f us p95 %6.0f us"
+      " | over floor %+6.0f us (targets: median <= 2000, p95 <= 5000)\n",
+      kind, f.median, f.p95, m.median, m.p95, m.median - f.median);
 }
 
 }  // namespace
@@ -125,9 +128,11 @@ void report(const char* kind, std::vector<double> floor, std::vector<double> min
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const int runs = quick ? 20 : 100;
-  std::printf("roadie readiness benchmark (%s run, %d runs per kind); floors measured in this run\n",
-              quick ? "quick" : "full", runs);
-  auto dir = std::filesystem::temp_directory_path() / ("roadie-bench-" + std::to_string(::getpid()));
+  std::printf(
+      "roadie readiness benchmark (%s run, %d runs per kind); floors measured in this run\n",
+      quick ? "quick" : "full", runs);
+  auto dir =
+      std::filesystem::temp_directory_path() / ("roadie-bench-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
 
   {  // banner: blocking read of the pipe
@@ -158,7 +163,8 @@ int main(int argc, char** argv) {
         }
       }));
       port = free_port();
-      mine.push_back(ours({child(), "tcp", std::to_string(port)}, roadie::ready::tcp("127.0.0.1", port)));
+      mine.push_back(
+          ours({child(), "tcp", std::to_string(port)}, roadie::ready::tcp("127.0.0.1", port)));
     }
     report("tcp", floor, mine);
   }
@@ -220,11 +226,14 @@ int main(int argc, char** argv) {
       e.start();
       auto t0 = std::chrono::steady_clock::now();
       e.stop();
-      stops.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      stops.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
     }
     auto s = stats(stops);
-    std::printf("stop     cooperative service (SIGTERM)      median %7.0f us p95 %7.0f us (target <= 5000)\n",
-                s.median, s.p95);
+    std::printf(
+        "stop     cooperative service (SIGTERM)      median %7.0f us p95 %7.0f us (target <= "
+        "5000)\n",
+        s.median, s.p95);
   }
   std::filesystem::remove_all(dir);
   return 0;

@@ -20,14 +20,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+double micros(Clock::duration d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
 
-std::string banner_child() { return std::string(ROADIE_BENCH_CHILDREN_DIR) + "/child_banner"; }
+std::string banner_child() {
+  return std::string(ROADIE_BENCH_CHILDREN_DIR) + "/child_banner";
+}
 
 void overhead(int jobs, int rounds) {
   std::vector<double> floor, chain, fan;
@@ -61,8 +65,8 @@ void overhead(int jobs, int rounds) {
     }
   }
   std::printf("overhead   floor (plain loop)      %7.3f us/job\n", median(floor));
-  std::printf("           %d-job chain         %7.3f us/job (target <= 5, asynciojobs 22-48)\n", jobs,
-              median(chain));
+  std::printf("           %d-job chain         %7.3f us/job (target <= 5, asynciojobs 22-48)\n",
+              jobs, median(chain));
   std::printf("           %d-job fan-out       %7.3f us/job (target <= 5)\n", jobs, median(fan));
 }
 
@@ -71,20 +75,22 @@ void bring_up(int layers, int width) {
   auto delay = [](int l, int i) { return 40 + 25 * ((i * 7 + l * 3) % 5); };
   roadie::Scheduler s({.label = "layered"});
   std::vector<std::vector<roadie::Job>> jobs(static_cast<std::size_t>(layers));
-  std::vector<std::vector<int>> finish(static_cast<std::size_t>(layers), std::vector<int>(static_cast<std::size_t>(width)));
+  std::vector<std::vector<int>> finish(static_cast<std::size_t>(layers),
+                                       std::vector<int>(static_cast<std::size_t>(width)));
   for (int l = 0; l < layers; ++l) {
     for (int i = 0; i < width; ++i) {
       roadie::ExecutorOptions options;
       options.name = "s" + std::to_string(l) + "." + std::to_string(i);
-      roadie::Job job = s.add_service(
-          roadie::OutputExecutor(roadie::Command{banner_child(), "--delay-ms", std::to_string(delay(l, i))},
-                                 "ready", options));
+      roadie::Job job = s.add_service(roadie::OutputExecutor(
+          roadie::Command{banner_child(), "--delay-ms", std::to_string(delay(l, i))}, "ready",
+          options));
       int start = 0;
       if (l > 0) {
         // Each service requires two of the previous layer.
         for (int k : {i, (i + 1) % width}) {
           job.require(jobs[static_cast<std::size_t>(l - 1)][static_cast<std::size_t>(k)]);
-          start = std::max(start, finish[static_cast<std::size_t>(l - 1)][static_cast<std::size_t>(k)]);
+          start =
+              std::max(start, finish[static_cast<std::size_t>(l - 1)][static_cast<std::size_t>(k)]);
         }
       }
       finish[static_cast<std::size_t>(l)][static_cast<std::size_t>(i)] = start + delay(l, i);
@@ -92,7 +98,8 @@ void bring_up(int layers, int width) {
     }
   }
   int critical_ms = 0;
-  for (const auto& layer : finish) critical_ms = std::max(critical_ms, *std::max_element(layer.begin(), layer.end()));
+  for (const auto& layer : finish)
+    critical_ms = std::max(critical_ms, *std::max_element(layer.begin(), layer.end()));
   auto report = s.run();
   if (!report) {
     std::printf("bring-up failed: %s\n", report.why().c_str());
@@ -100,10 +107,11 @@ void bring_up(int layers, int width) {
   }
   double measured_ms = std::chrono::duration<double, std::milli>(report.elapsed()).count();
   double allowed = critical_ms * 1.05 + 10;
-  std::printf("bring-up   %d services, %d layers: %.1f ms; critical path from the delays %d ms; "
-              "over by %.1f ms (%+.1f%%) (target: within %.1f ms)\n",
-              layers * width, layers, measured_ms, critical_ms, measured_ms - critical_ms,
-              100.0 * (measured_ms - critical_ms) / critical_ms, allowed);
+  std::printf(
+      "bring-up   %d services, %d layers: %.1f ms; critical path from the delays %d ms; "
+      "over by %.1f ms (%+.1f%%) (target: within %.1f ms)\n",
+      layers * width, layers, measured_ms, critical_ms, measured_ms - critical_ms,
+      100.0 * (measured_ms - critical_ms) / critical_ms, allowed);
   std::printf("           %s\n", s.critical_path().c_str());
   auto t0 = Clock::now();
   s.shutdown();

@@ -28,12 +28,15 @@ std::uint16_t free_port() {
 }
 
 std::string ask(std::uint16_t port, const std::string& command) {
-  auto cli = roadie::Process::spawn(roadie::Command{"redis-cli", "-p", std::to_string(port), command});
+  auto cli =
+      roadie::Process::spawn(roadie::Command{"redis-cli", "-p", std::to_string(port), command});
   cli.wait();
   return cli.output().text(roadie::Stream::out);
 }
 
-double ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double ms(std::chrono::nanoseconds d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
 
 }  // namespace
 
@@ -44,7 +47,8 @@ int main() {
     roadie::ExecutorOptions options;
     options.name = "redis";
     roadie::Executor redis(
-        roadie::Command{"redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"},
+        roadie::Command{"redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "no"},
         roadie::ready::all_of({roadie::ready::tcp("127.0.0.1", port),
                                roadie::ready::exec(roadie::Command{"redis-cli", "-p", p, "ping"})}),
         options);
@@ -57,7 +61,8 @@ int main() {
 
     {
       auto down = redis.stopped();
-      std::printf("  inside stopped(): running=%s, redis-cli says: %s\n", redis.running() ? "yes" : "no",
+      std::printf("  inside stopped(): running=%s, redis-cli says: %s\n",
+                  redis.running() ? "yes" : "no",
                   ask(port, "PING").empty() ? "(nothing, connection refused)" : "something?");
     }
     std::printf("  back after stopped(): ready again in %.1f ms (pid %d), answers %s\n",

@@ -151,7 +151,9 @@ Executor::~Executor() {
   }
 }
 
-Executor& Executor::start() { return start(std::stop_token()); }
+Executor& Executor::start() {
+  return start(std::stop_token());
+}
 
 Executor& Executor::start(std::stop_token cancel) {
   Impl& d = *impl_;
@@ -216,12 +218,14 @@ Executor& Executor::start(std::stop_token cancel) {
       auto failure = probe->last_failure();
       probe.reset();
       d.finish(false);
-      std::string message = d.describe() + " " + status->describe() + " after " + seconds(elapsed) +
-                            (ready ? ", right after it was ready (" : ", before it was ready (waiting for ") +
-                            pending + (failure.empty() || ready ? "" : "; last attempt: " + failure) + ").";
+      std::string message =
+          d.describe() + " " + status->describe() + " after " + seconds(elapsed) +
+          (ready ? ", right after it was ready (" : ", before it was ready (waiting for ") +
+          pending + (failure.empty() || ready ? "" : "; last attempt: " + failure) + ").";
       if (status->code() == 0) {
-        message += " It exited with code 0 before it was ready: a service that daemonizes itself must be"
-                   " run in the foreground.";
+        message +=
+            " It exited with code 0 before it was ready: a service that daemonizes itself must be"
+            " run in the foreground.";
       }
       throw ProcessExitedWithError(message + " " + last_output(d.proc.output()), status->code());
     }
@@ -239,9 +243,11 @@ Executor& Executor::start(std::stop_token cancel) {
       pid_t pid = d.proc.pid();
       d.finish(true);
       char scale[64] = "";
-      if (time_scale() != 1.0) std::snprintf(scale, sizeof scale, " (ROADIE_TIME_SCALE=%g)", time_scale());
-      throw TimeoutExpired(d.describe() + " (pid " + std::to_string(pid) + ") was not ready within " +
-                           seconds(timeout) + scale + ": waiting for " + d.check.describe() +
+      if (time_scale() != 1.0)
+        std::snprintf(scale, sizeof scale, " (ROADIE_TIME_SCALE=%g)", time_scale());
+      throw TimeoutExpired(d.describe() + " (pid " + std::to_string(pid) +
+                           ") was not ready within " + seconds(timeout) + scale + ": waiting for " +
+                           d.check.describe() +
                            (failure.empty() ? "" : "; last attempt: " + failure) +
                            ". It was killed. " + last_output(d.proc.output()));
     }
@@ -288,11 +294,16 @@ StoppedScope Executor::stopped() {
   return StoppedScope(*this);
 }
 
-bool Executor::running() const { return impl_->proc.valid() && impl_->proc.running(); }
-pid_t Executor::pid() const { return impl_->proc.valid() ? impl_->proc.pid() : -1; }
+bool Executor::running() const {
+  return impl_->proc.valid() && impl_->proc.running();
+}
+pid_t Executor::pid() const {
+  return impl_->proc.valid() ? impl_->proc.pid() : -1;
+}
 
 Output& Executor::output() const {
-  if (!impl_->proc.valid()) throw Error(describe() + ": no output yet, the service was never started");
+  if (!impl_->proc.valid())
+    throw Error(describe() + ": no output yet, the service was never started");
   return impl_->proc.output();
 }
 
@@ -300,12 +311,24 @@ std::optional<ExitStatus> Executor::exit_status() const {
   return impl_->proc.valid() ? impl_->proc.exit_status() : std::nullopt;
 }
 
-std::chrono::nanoseconds Executor::time_to_ready() const { return impl_->time_to_ready; }
-const std::string& Executor::name() const { return impl_->name; }
-const Command& Executor::command() const { return impl_->command; }
-const ExecutorOptions& Executor::options() const { return impl_->options; }
-const ReadinessCheck& Executor::check() const { return impl_->check; }
-std::string Executor::describe() const { return impl_->describe(); }
+std::chrono::nanoseconds Executor::time_to_ready() const {
+  return impl_->time_to_ready;
+}
+const std::string& Executor::name() const {
+  return impl_->name;
+}
+const Command& Executor::command() const {
+  return impl_->command;
+}
+const ExecutorOptions& Executor::options() const {
+  return impl_->options;
+}
+const ReadinessCheck& Executor::check() const {
+  return impl_->check;
+}
+std::string Executor::describe() const {
+  return impl_->describe();
+}
 
 Executor& Executor::add_listener(std::shared_ptr<ExecutorListener> listener) {
   if (listener) impl_->listeners.push_back(std::move(listener));
@@ -330,7 +353,8 @@ OutputExecutor::OutputExecutor(Command command, std::string banner, ExecutorOpti
                                std::optional<Stream> stream)
     : Executor(std::move(command), ready::banner(std::move(banner), stream), std::move(options)) {}
 
-TcpExecutor::TcpExecutor(Command command, std::string host, std::uint16_t port, ExecutorOptions options)
+TcpExecutor::TcpExecutor(Command command, std::string host, std::uint16_t port,
+                         ExecutorOptions options)
     : Executor(std::move(command), ready::tcp(std::move(host), port), std::move(options)) {}
 
 HttpExecutor::HttpExecutor(Command command, std::string url, ExecutorOptions options)

@@ -43,7 +43,9 @@ struct Subscriber {
   bool active = true;
 };
 
-std::size_t index(Stream s) { return s == Stream::out ? 0 : 1; }
+std::size_t index(Stream s) {
+  return s == Stream::out ? 0 : 1;
+}
 
 }  // namespace
 
@@ -87,7 +89,8 @@ struct Output::State {
     line.time = now;
     buf.bytes += line.text.size();
     for (Watcher* w : watchers) {
-      if (!w->match && (!w->stream || *w->stream == s) && std::regex_search(line.text, *w->pattern)) {
+      if (!w->match && (!w->stream || *w->stream == s) &&
+          std::regex_search(line.text, *w->pattern)) {
         w->match = line;
       }
     }
@@ -208,7 +211,9 @@ void Output::close(Stream stream) {
   state_->notify(published);
 }
 
-std::vector<Line> Output::lines() const { return since(0); }
+std::vector<Line> Output::lines() const {
+  return since(0);
+}
 
 std::vector<Line> Output::lines(Stream stream) const {
   std::lock_guard lock(state_->mutex);

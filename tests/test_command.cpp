@@ -23,7 +23,8 @@ TEST(Command, EnvironmentMergesOverTheParents) {
   const char* parent[] = {"HOME=/root", "PATH=/bin", "LANG=C", nullptr};
   Command c{"x"};
   c.set_env("PATH", "/opt/bin").unset_env("LANG").set_env("NEW", "1");
-  EXPECT_EQ(c.environment(parent), (std::vector<std::string>{"HOME=/root", "NEW=1", "PATH=/opt/bin"}));
+  EXPECT_EQ(c.environment(parent),
+            (std::vector<std::string>{"HOME=/root", "NEW=1", "PATH=/opt/bin"}));
 }
 
 TEST(Command, ClearedEnvironmentHoldsOnlyWhatWasSet) {

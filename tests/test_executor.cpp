@@ -144,8 +144,9 @@ TEST_F(ExecutorTest, CustomStopSignalAndExpectedExitCode) {
 TEST_F(ExecutorTest, UnexpectedExitCodeAtStopIsAnError) {
   ExecutorOptions options;
   options.name = "trapper";
-  OutputExecutor e(Command::shell("trap 'echo bye; exit 3' TERM; echo ready; while true; do sleep 1; done"),
-                   "ready", options);
+  OutputExecutor e(
+      Command::shell("trap 'echo bye; exit 3' TERM; echo ready; while true; do sleep 1; done"),
+      "ready", options);
   e.start();
   try {
     e.stop();
@@ -200,9 +201,11 @@ TEST_F(ExecutorTest, ExitBeforeTheBannerFailsAtOnce) {
       FAIL() << "no exception";
     } catch (const roadie::ProcessExitedWithError& error) {
       EXPECT_EQ(error.exit_code(), 3);
-      EXPECT_THAT(error.what(), MatchesRegex(
-          "service 'child_exit' \\(`.*/child_exit 3`\\) exited with code 3 after [0-9.]+ s, before it "
-          "was ready \\(waiting for banner /never printed/\\)\\. Last output:\n  \\[stdout\\] exiting\n"));
+      EXPECT_THAT(error.what(),
+                  MatchesRegex("service 'child_exit' \\(`.*/child_exit 3`\\) exited with code 3 "
+                               "after [0-9.]+ s, before it "
+                               "was ready \\(waiting for banner /never printed/\\)\\. Last "
+                               "output:\n  \\[stdout\\] exiting\n"));
     }
   });
   EXPECT_LT(took, 30s);  // not the 60 s start timeout
@@ -320,16 +323,20 @@ TEST_F(ExecutorTest, TcpTimeoutMessageNamesEverything) {
   auto port = free_port();
   ExecutorOptions options = with_timeout(300ms);
   options.name = "late";
-  TcpExecutor e(Command{child("child_banner"), "--text", "not listening"}, "127.0.0.1", port, options);
+  TcpExecutor e(Command{child("child_banner"), "--text", "not listening"}, "127.0.0.1", port,
+                options);
   try {
     e.start();
     FAIL() << "no exception";
   } catch (const roadie::TimeoutExpired& error) {
-    EXPECT_THAT(error.what(), MatchesRegex(
-        "service 'late' \\(`.*/child_banner --text 'not listening'`\\) \\(pid [0-9]+\\) was not ready "
-        "within [0-9.]+ s( \\(ROADIE_TIME_SCALE=[0-9.]+\\))?: waiting for tcp 127\\.0\\.0\\.1:" +
-        std::to_string(port) + "; last attempt: Connection refused\\. It was killed\\. Last output:\n"
-        "  \\[stdout\\] not listening\n"));
+    EXPECT_THAT(error.what(),
+                MatchesRegex("service 'late' \\(`.*/child_banner --text 'not listening'`\\) \\(pid "
+                             "[0-9]+\\) was not ready "
+                             "within [0-9.]+ s( \\(ROADIE_TIME_SCALE=[0-9.]+\\))?: waiting for tcp "
+                             "127\\.0\\.0\\.1:" +
+                             std::to_string(port) +
+                             "; last attempt: Connection refused\\. It was killed\\. Last output:\n"
+                             "  \\[stdout\\] not listening\n"));
   }
   EXPECT_FALSE(e.running());
 }
@@ -368,8 +375,9 @@ TEST_F(ExecutorTest, Http404AcceptedWhenAsked) {
   HttpCheck request;
   request.url = "http://127.0.0.1:" + std::to_string(port) + "/missing";
   request.status = "404";
-  HttpExecutor e(Command{child("child_http"), std::to_string(port), "--status", "404", "--delay-ms", "200"},
-                 request);
+  HttpExecutor e(
+      Command{child("child_http"), std::to_string(port), "--status", "404", "--delay-ms", "200"},
+      request);
   e.start();
   EXPECT_TRUE(e.running());
 }
@@ -392,8 +400,9 @@ TEST_F(ExecutorTest, HttpMethodsHeadersAndBody) {
 
 TEST_F(ExecutorTest, HttpWithoutTheRequiredHeaderIsNotReady) {
   auto port = free_port();
-  HttpExecutor e(Command{child("child_http"), std::to_string(port), "--require-header", "X-Token:abc"},
-                 "http://127.0.0.1:" + std::to_string(port) + "/", with_timeout(400ms));
+  HttpExecutor e(
+      Command{child("child_http"), std::to_string(port), "--require-header", "X-Token:abc"},
+      "http://127.0.0.1:" + std::to_string(port) + "/", with_timeout(400ms));
   EXPECT_THROW(e.start(), roadie::TimeoutExpired);
 }
 
@@ -408,8 +417,8 @@ TEST_F(ExecutorTest, BadUrlIsAClearError) {
 }
 
 TEST_F(ExecutorTest, BannerOnStderr) {
-  OutputExecutor e(Command{child("child_banner"), "--stderr", "--text", "up on stderr"}, "up on \\w+",
-                   {}, Stream::err);
+  OutputExecutor e(Command{child("child_banner"), "--stderr", "--text", "up on stderr"},
+                   "up on \\w+", {}, Stream::err);
   e.start();
   EXPECT_EQ(e.output().lines(Stream::err).at(0).text, "up on stderr");
 }
@@ -445,8 +454,9 @@ TEST_F(ExecutorTest, ExistingPidFileIsAlreadyRunning) {
 TEST_F(ExecutorTest, UnixSocketBoundButNotListeningIsNotReady) {
   roadie::testing::TempDir dir;
   auto socket = dir.path() / "service.sock";
-  UnixSocketExecutor e(Command{child("child_listen"), "unix:" + socket.string(), "--listen-after-ms", "400"},
-                       socket);
+  UnixSocketExecutor e(
+      Command{child("child_listen"), "unix:" + socket.string(), "--listen-after-ms", "400"},
+      socket);
   e.start();
   // Ready only once listening (400 ms after binding), not when merely bound.
   EXPECT_GE(e.time_to_ready(), 400ms);
@@ -529,8 +539,9 @@ TEST_F(ExecutorTest, LifecycleEventsInOrder) {
   e.add_listener(recorder);
   e.start();
   e.stop();
-  EXPECT_EQ(recorder->events(), (std::vector<std::string>{
-      "starting svc", "line svc: up", "ready svc", "stopped svc: killed by signal 15 (SIGTERM)"}));
+  EXPECT_EQ(recorder->events(),
+            (std::vector<std::string>{"starting svc", "line svc: up", "ready svc",
+                                      "stopped svc: killed by signal 15 (SIGTERM)"}));
 }
 
 TEST_F(ExecutorTest, ExitedEventWhenTheServiceDiesByItself) {

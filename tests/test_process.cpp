@@ -58,7 +58,8 @@ TEST_F(ProcessTest, MissingPathIsASpawnErrorFromExec) {
     Process::spawn(Command{"/nonexistent/bin/tool"});
     FAIL() << "no exception";
   } catch (const roadie::SpawnError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("cannot execute '/nonexistent/bin/tool': No such file or directory"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("cannot execute '/nonexistent/bin/tool': No such file or directory"));
     EXPECT_EQ(e.code(), std::errc::no_such_file_or_directory);
   }
 }
@@ -84,7 +85,8 @@ TEST_F(ProcessTest, BadWorkingDirectoryIsASpawnError) {
     Process::spawn(command);
     FAIL() << "no exception";
   } catch (const roadie::SpawnError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("working directory '/nonexistent/dir': No such file or directory"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("working directory '/nonexistent/dir': No such file or directory"));
   }
 }
 
@@ -165,7 +167,8 @@ TEST_F(ProcessTest, DaemonThatLeftTheGroupIsStopped) {
 TEST_F(ProcessTest, DaemonWhoseParentStaysIsStoppedToo) {
   roadie::testing::TempDir dir;
   auto pidfile = dir.path() / "daemon.pid";
-  auto p = Process::spawn(Command{child("child_daemon"), pidfile.string(), "--stay", "--keep-stdio"});
+  auto p =
+      Process::spawn(Command{child("child_daemon"), pidfile.string(), "--stay", "--keep-stdio"});
   ASSERT_TRUE(roadie::testing::wait_for_file(pidfile, roadie::scaled(10s)));
   pid_t daemon = read_pid(pidfile);
   ASSERT_TRUE(p.output().wait_for(std::regex("daemon \\d+ running"), roadie::scaled(10s)));
@@ -281,7 +284,8 @@ TEST_F(ProcessTest, MovedHandleOwnsTheProcess) {
 }
 
 TEST_F(ProcessTest, WaitForLineWithADeadline) {
-  auto p = Process::spawn(Command{child("child_banner"), "--delay-ms", "100", "--text", "ready on 9"});
+  auto p =
+      Process::spawn(Command{child("child_banner"), "--delay-ms", "100", "--text", "ready on 9"});
   auto line = p.output().wait_for(std::regex("ready on (\\d+)"), roadie::scaled(10s));
   ASSERT_TRUE(line);
   EXPECT_EQ(line->text, "ready on 9");

@@ -20,7 +20,7 @@ class RedisTest : public roadie::testing::NoLeaks {
  protected:
   Command redis(std::uint16_t port) {
     return Command{"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no"};
+                   "--save",       "",       "--appendonly",       "no"};
   }
   std::string cli(std::uint16_t port, std::initializer_list<std::string> args) {
     std::vector<std::string> argv{"redis-cli", "-p", std::to_string(port)};
@@ -46,7 +46,8 @@ TEST_F(RedisTest, TcpExecutorStartsARealRedis) {
 
 TEST_F(RedisTest, ExecProbeWithRedisCliPing) {
   auto port = free_port();
-  Executor server(redis(port), roadie::ready::exec(Command{"redis-cli", "-p", std::to_string(port), "ping"}));
+  Executor server(redis(port),
+                  roadie::ready::exec(Command{"redis-cli", "-p", std::to_string(port), "ping"}));
   server.start();
   EXPECT_EQ(cli(port, {"PING"}), "PONG");
 }
@@ -56,7 +57,8 @@ TEST_F(RedisTest, AllChecksAgree) {
   Executor server(redis(port),
                   roadie::ready::all_of({roadie::ready::tcp("127.0.0.1", port),
                                          roadie::ready::banner("Ready to accept connections"),
-                                         roadie::ready::exec(Command{"redis-cli", "-p", std::to_string(port), "ping"})}));
+                                         roadie::ready::exec(Command{
+                                             "redis-cli", "-p", std::to_string(port), "ping"})}));
   server.start();
   EXPECT_TRUE(server.running());
 }
@@ -85,10 +87,11 @@ TEST_F(RedisTest, DaemonizingRedisFailsClearlyAndLeavesNothingBehind) {
   roadie::testing::TempDir dir;
   auto port = free_port();
   auto pidfile = dir.path() / "redis.pid";
-  roadie::PidExecutor server(Command{"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
-                                     "--save", "", "--daemonize", "yes", "--pidfile", pidfile.string(),
-                                     "--logfile", (dir.path() / "redis.log").string()},
-                             pidfile);
+  roadie::PidExecutor server(
+      Command{"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
+              "--daemonize", "yes", "--pidfile", pidfile.string(), "--logfile",
+              (dir.path() / "redis.log").string()},
+      pidfile);
   try {
     server.start();
     // The pid file can win the race with the parent's exit.

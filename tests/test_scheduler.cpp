@@ -125,7 +125,8 @@ TEST_F(SchedulerTest, ResultsAndErrorsPerJob) {
   Scheduler s;
   Job answer = s.add([] { return 42; }, {.label = "answer"});
   Job word = s.add([] { return std::string("hello"); }, {.label = "word"});
-  Job boom = s.add([]() -> int { throw std::runtime_error("boom"); }, {.label = "boom", .critical = false});
+  Job boom = s.add([]() -> int { throw std::runtime_error("boom"); },
+                   {.label = "boom", .critical = false});
   auto report = s.run();
   EXPECT_TRUE(report);  // only a non-critical job failed
   EXPECT_EQ(answer.result<int>(), 42);
@@ -160,7 +161,9 @@ TEST_F(SchedulerTest, CriticalFailureStopsNewWorkAndCancelsRunningJobs) {
     report.throw_if_failed();
     FAIL() << "no exception";
   } catch (const roadie::SchedulerError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("scheduler 'bring-up' failed: critical job 'migrate' failed: db is down"));
+    EXPECT_THAT(
+        e.what(),
+        HasSubstr("scheduler 'bring-up' failed: critical job 'migrate' failed: db is down"));
     EXPECT_THAT(e.what(), HasSubstr("\n  migrate: failed (db is down)"));
     EXPECT_THAT(e.what(), HasSubstr("\n  slow: cancelled (cancelled: critical job 'migrate'"));
   }
@@ -180,14 +183,16 @@ TEST_F(SchedulerTest, NonCriticalFailureSkipsDependentsAndGoesOn) {
   EXPECT_EQ(app.state(), JobState::skipped);
   EXPECT_EQ(app.reason(), "requires 'db' which failed: no disk");
   EXPECT_EQ(tests.state(), JobState::skipped);
-  EXPECT_EQ(tests.reason(), "requires 'app' which was skipped: requires 'db' which failed: no disk");
+  EXPECT_EQ(tests.reason(),
+            "requires 'app' which was skipped: requires 'db' which failed: no disk");
   EXPECT_EQ(other.state(), JobState::done);
 }
 
 TEST_F(SchedulerTest, EdgeThatAllowsFailureStillRuns) {
   Events events;
   Scheduler s;
-  Job flaky = s.add([] { throw std::runtime_error("flaky"); }, {.label = "flaky", .critical = false});
+  Job flaky =
+      s.add([] { throw std::runtime_error("flaky"); }, {.label = "flaky", .critical = false});
   Job cleanup = s.add(in_out(events, "cleanup"), {.label = "cleanup"});
   cleanup.require_allowing_failure(flaky);
   EXPECT_TRUE(s.run());
@@ -208,7 +213,8 @@ TEST_F(SchedulerTest, CriticalityCombinationsAtJobAndSchedulerLevel) {
   for (bool job_critical : {true, false}) {
     for (bool inner_critical : {true, false}) {
       Scheduler inner({.label = "inner", .critical = inner_critical});
-      inner.add([] { throw std::runtime_error("inner boom"); }, {.label = "boom", .critical = job_critical});
+      inner.add([] { throw std::runtime_error("inner boom"); },
+                {.label = "boom", .critical = job_critical});
       Scheduler outer({.label = "outer"});
       Job nested = outer.add_scheduler(std::move(inner));
       Job after = outer.add([] {}, {.label = "after", .critical = false});
@@ -221,7 +227,8 @@ TEST_F(SchedulerTest, CriticalityCombinationsAtJobAndSchedulerLevel) {
           << "job critical " << job_critical << ", inner critical " << inner_critical;
       EXPECT_EQ(nested.state(), inner_fails ? JobState::failed : JobState::done);
       // A critical inner failure aborts the outer run: `after` never starts.
-      EXPECT_EQ(after.state(), inner_fails && inner_critical ? JobState::cancelled : JobState::done);
+      EXPECT_EQ(after.state(),
+                inner_fails && inner_critical ? JobState::cancelled : JobState::done);
     }
   }
 }
@@ -257,7 +264,8 @@ TEST_F(SchedulerTest, ForeverJobCannotBeRequired) {
     s.validate();
     FAIL() << "no exception";
   } catch (const roadie::SchedulerError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("job 'user' requires forever job 'loop', which never finishes"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("job 'user' requires forever job 'loop', which never finishes"));
   }
 }
 
@@ -281,7 +289,8 @@ TEST_F(SchedulerTest, GlobalTimeout) {
 TEST_F(SchedulerTest, PerJobTimeout) {
   Events events;
   Scheduler s;
-  Job slow = s.add(in_out(events, "slow", 30s), {.label = "slow", .critical = false, .timeout = 100ms});
+  Job slow =
+      s.add(in_out(events, "slow", 30s), {.label = "slow", .critical = false, .timeout = 100ms});
   Job next = s.add(in_out(events, "next"), {.label = "next", .critical = false});
   next.require(slow);
   auto report = s.run();
@@ -356,9 +365,11 @@ TEST_F(SchedulerTest, NestedSchedulerRunsAsOneJob) {
   Scheduler inner({.label = "inner"});
   Sequence{inner.add(in_out(events, "i1")), inner.add(in_out(events, "i2"))};
   Scheduler outer({.label = "outer"});
-  Sequence{outer.add(in_out(events, "start")), outer.add_scheduler(std::move(inner)), outer.add(in_out(events, "end"))};
+  Sequence{outer.add(in_out(events, "start")), outer.add_scheduler(std::move(inner)),
+           outer.add(in_out(events, "end"))};
   ASSERT_TRUE(outer.run());
-  EXPECT_THAT(events.get(), ElementsAre("-> start", "<- start", "-> i1", "<- i1", "-> i2", "<- i2", "-> end", "<- end"));
+  EXPECT_THAT(events.get(), ElementsAre("-> start", "<- start", "-> i1", "<- i1", "-> i2", "<- i2",
+                                        "-> end", "<- end"));
 }
 
 TEST_F(SchedulerTest, CancellingTheOuterCancelsAndAwaitsTheInner) {
@@ -413,7 +424,9 @@ TEST_F(SchedulerTest, CycleIsReportedWithItsPath) {
     s.run();
     FAIL() << "no exception";
   } catch (const roadie::SchedulerError& e) {
-    EXPECT_STREQ(e.what(), "scheduler 'loopy' is invalid:\n  requirement cycle: a -> b -> c -> a (each requires the next)");
+    EXPECT_STREQ(e.what(),
+                 "scheduler 'loopy' is invalid:\n  requirement cycle: a -> b -> c -> a (each "
+                 "requires the next)");
   }
   EXPECT_EQ(a.state(), JobState::idle);  // nothing started
 }
@@ -427,7 +440,8 @@ TEST_F(SchedulerTest, RequirementOnAJobOfAnotherSchedulerNamesBoth) {
     s.validate();
     FAIL() << "no exception";
   } catch (const roadie::SchedulerError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("job 'mine' requires 'stranger', which is not in scheduler 'main'"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("job 'mine' requires 'stranger', which is not in scheduler 'main'"));
   }
 }
 
@@ -458,12 +472,14 @@ namespace {
 // A deterministic scenario for the golden listings.
 void build_golden_scenario(Scheduler& s) {
   Job answer = s.add([] { return 42; }, {.label = "answer"});
-  Job broken = s.add([]() { throw std::runtime_error("boom"); }, {.label = "broken", .critical = false});
+  Job broken =
+      s.add([]() { throw std::runtime_error("boom"); }, {.label = "broken", .critical = false});
   Job skipped = s.add([] {}, {.label = "needs-broken", .critical = false});
   skipped.require(broken).require(answer);
   Job tolerant = s.add([] { return std::string("ok"); }, {.label = "tolerant"});
   tolerant.require_allowing_failure(broken);
-  s.add([](JobContext& ctx) { ctx.sleep_for(1h); }, {.label = "monitor", .critical = false, .forever = true});
+  s.add([](JobContext& ctx) { ctx.sleep_for(1h); },
+        {.label = "monitor", .critical = false, .forever = true});
   Scheduler inner({.label = "inner"});
   Sequence{inner.add([] {}, {.label = "step-1"}), inner.add([] {}, {.label = "step-2"})};
   s.add_scheduler(std::move(inner)).require(tolerant);
@@ -489,8 +505,9 @@ TEST_F(SchedulerTest, DotIsDeterministicGolden) {
 
 TEST_F(SchedulerTest, ChromeTraceHasASpanPerJob) {
   Scheduler s({.label = "traced"});
-  Job db = s.add_service(roadie::OutputExecutor(roadie::Command{child("child_banner"), "--delay-ms", "50"}, "ready"),
-                         {.label = "db"});
+  Job db = s.add_service(
+      roadie::OutputExecutor(roadie::Command{child("child_banner"), "--delay-ms", "50"}, "ready"),
+      {.label = "db"});
   Job migrate = s.add([](JobContext& ctx) { ctx.sleep_for(20ms); }, {.label = "migrate"});
   migrate.require(db);
   ASSERT_TRUE(s.run());
@@ -518,7 +535,8 @@ TEST_F(SchedulerTest, CriticalPathLine) {
   d.require(b).require(c);
   ASSERT_TRUE(s.run());
   EXPECT_THAT(s.critical_path(),
-              ::testing::MatchesRegex("bring-up [0-9.]+ s; critical path db -> migrate -> api \\([0-9.]+ s\\)"));
+              ::testing::MatchesRegex(
+                  "bring-up [0-9.]+ s; critical path db -> migrate -> api \\([0-9.]+ s\\)"));
 }
 
 // --- services and teardown ---------------------------------------------------------------------
@@ -527,7 +545,9 @@ namespace {
 class ServiceEvents : public roadie::ExecutorListener {
  public:
   explicit ServiceEvents(Events& events) : events_(events) {}
-  void on_ready(const roadie::Executor& e, std::chrono::nanoseconds) override { events_.add("ready " + e.name()); }
+  void on_ready(const roadie::Executor& e, std::chrono::nanoseconds) override {
+    events_.add("ready " + e.name());
+  }
   void on_stopped(const roadie::Executor& e, const roadie::ExitStatus&) override {
     events_.add("stopped " + e.name());
   }
@@ -539,7 +559,8 @@ class ServiceEvents : public roadie::ExecutorListener {
 roadie::Executor banner_service(const std::string& name, Events& events) {
   roadie::ExecutorOptions options;
   options.name = name;
-  roadie::OutputExecutor e(roadie::Command{child("child_banner"), "--delay-ms", "20"}, "ready", options);
+  roadie::OutputExecutor e(roadie::Command{child("child_banner"), "--delay-ms", "20"}, "ready",
+                           options);
   e.add_listener(std::make_shared<ServiceEvents>(events));
   return e;
 }
@@ -575,7 +596,8 @@ TEST_F(SchedulerTest, TeardownStopsServicesInReverseDependencyOrder) {
 TEST_F(SchedulerTest, OnlyStartedServicesAreStopped) {
   Events events;
   Scheduler s;
-  Job broken = s.add([] { throw std::runtime_error("no config"); }, {.label = "config", .critical = false});
+  Job broken =
+      s.add([] { throw std::runtime_error("no config"); }, {.label = "config", .critical = false});
   Job db = s.add_service(banner_service("db", events), {.critical = false});
   Job api = s.add_service(banner_service("api", events), {.critical = false});
   api.require(broken);
@@ -591,8 +613,9 @@ TEST_F(SchedulerTest, ServiceThatCannotStartSkipsItsDependents) {
   Scheduler s;
   roadie::ExecutorOptions options;
   options.name = "db";
-  Job db = s.add_service(roadie::OutputExecutor(roadie::Command{child("child_exit"), "4"}, "ready", options),
-                         {.critical = false});
+  Job db = s.add_service(
+      roadie::OutputExecutor(roadie::Command{child("child_exit"), "4"}, "ready", options),
+      {.critical = false});
   Job api = s.add([] {}, {.label = "api", .critical = false});
   api.require(db);
   EXPECT_TRUE(s.run());

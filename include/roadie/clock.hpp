@@ -15,8 +15,8 @@ double time_scale() noexcept;
 template <class Rep, class Period>
 std::chrono::nanoseconds scaled(std::chrono::duration<Rep, Period> d) noexcept {
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d);
-  return std::chrono::nanoseconds(static_cast<std::chrono::nanoseconds::rep>(
-      static_cast<double>(ns.count()) * time_scale()));
+  return std::chrono::nanoseconds(
+      static_cast<std::chrono::nanoseconds::rep>(static_cast<double>(ns.count()) * time_scale()));
 }
 
 }  // namespace roadie

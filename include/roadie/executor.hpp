@@ -67,7 +67,8 @@ class ExecutorListener {
 /// A service stopped for the length of a scope (see Executor::stopped()).
 class StoppedScope {
  public:
-  StoppedScope(StoppedScope&& other) noexcept : executor_(std::exchange(other.executor_, nullptr)) {}
+  StoppedScope(StoppedScope&& other) noexcept
+      : executor_(std::exchange(other.executor_, nullptr)) {}
   StoppedScope& operator=(StoppedScope&&) = delete;
   StoppedScope(const StoppedScope&) = delete;
   /// Starts the service again unless restart() did; a failure is logged (a

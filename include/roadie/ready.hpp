@@ -108,7 +108,8 @@ ReadinessCheck pid_file(std::filesystem::path path);
 ReadinessCheck unix_socket(std::filesystem::path path);
 /// A probe command exits with code 0 (e.g. `redis-cli -p 7001 ping`). Each run
 /// is bounded by `attempt_timeout`.
-ReadinessCheck exec(Command probe, std::chrono::milliseconds attempt_timeout = std::chrono::seconds(5));
+ReadinessCheck exec(Command probe,
+                    std::chrono::milliseconds attempt_timeout = std::chrono::seconds(5));
 /// Every check is (or was once) satisfied.
 ReadinessCheck all_of(std::vector<ReadinessCheck> checks);
 /// One of the checks is satisfied.

@@ -46,7 +46,8 @@ std::string_view to_string(JobState state) noexcept;
 /// Handed to every job: its cancellation, and a sleep that wakes on it.
 class JobContext {
  public:
-  JobContext(std::stop_token token, std::string_view label) : token_(std::move(token)), label_(label) {}
+  JobContext(std::stop_token token, std::string_view label)
+      : token_(std::move(token)), label_(label) {}
   const std::stop_token& stop_token() const noexcept { return token_; }
   bool stop_requested() const noexcept { return token_.stop_requested(); }
   std::string_view label() const noexcept { return label_; }
@@ -276,7 +277,8 @@ class Scheduler {
     if constexpr (std::is_void_v<R>) {
       return {};
     } else if constexpr (std::is_same_v<R, bool>) {
-      return [](const std::any& v) { return std::string(std::any_cast<bool>(v) ? "true" : "false"); };
+      return
+          [](const std::any& v) { return std::string(std::any_cast<bool>(v) ? "true" : "false"); };
     } else if constexpr (std::is_arithmetic_v<R>) {
       return [](const std::any& v) { return std::to_string(std::any_cast<R>(v)); };
     } else if constexpr (std::is_convertible_v<R, std::string>) {

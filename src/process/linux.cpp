@@ -3,8 +3,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/syscall.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -132,10 +132,11 @@ void wait_any_exit(const std::vector<int>& pidfds, std::chrono::steady_clock::ti
   polls.reserve(pidfds.size());
   for (int fd : pidfds) polls.push_back(pollfd{fd, POLLIN, 0});
   for (;;) {
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
-                                                             std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() < 0) return;
-    int rc = ::poll(polls.data(), polls.size(), static_cast<int>(std::min<long>(left.count(), 60'000)));
+    int rc =
+        ::poll(polls.data(), polls.size(), static_cast<int>(std::min<long>(left.count(), 60'000)));
     if (rc > 0) return;
     if (rc < 0 && errno != EINTR) return;
   }
@@ -184,8 +185,7 @@ std::vector<pid_t> own_children() {
   if (dir == nullptr) return children;
   while (dirent* e = ::readdir(dir)) {
     if (e->d_name[0] == '.') continue;
-    std::string data =
-        read_proc_file(std::string("/proc/self/task/") + e->d_name + "/children");
+    std::string data = read_proc_file(std::string("/proc/self/task/") + e->d_name + "/children");
     const char* p = data.c_str();
     char* end = nullptr;
     for (long pid = std::strtol(p, &end, 10); end != p; pid = std::strtol(p, &end, 10)) {
@@ -226,8 +226,9 @@ std::vector<pid_t> processes_with_marker(std::string_view variable, std::string_
     while (!rest.empty()) {
       auto nul = rest.find('\0');
       auto entry = rest.substr(0, nul);
-      if (entry == prefix || (entry.size() > prefix.size() && entry.substr(0, prefix.size()) == prefix &&
-                              entry[prefix.size()] == '/')) {
+      if (entry == prefix ||
+          (entry.size() > prefix.size() && entry.substr(0, prefix.size()) == prefix &&
+           entry[prefix.size()] == '/')) {
         found.push_back(pid);
         break;
       }
@@ -248,6 +249,8 @@ char process_state(pid_t pid) {
   return stat ? stat->state : 0;
 }
 
-bool make_child_subreaper() noexcept { return ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0; }
+bool make_child_subreaper() noexcept {
+  return ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
+}
 
 }  // namespace roadie::detail

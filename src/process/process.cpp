@@ -61,16 +61,24 @@ Process::~Process() {
   }
 }
 
-pid_t Process::pid() const noexcept { return state_ ? state_->pid : -1; }
+pid_t Process::pid() const noexcept {
+  return state_ ? state_->pid : -1;
+}
 const std::string& Process::name() const noexcept {
   return state_ ? state_->name : empty_string();
 }
-const Command& Process::command() const noexcept { return state_->command; }
+const Command& Process::command() const noexcept {
+  return state_->command;
+}
 const std::string& Process::marker() const noexcept {
   return state_ ? state_->marker : empty_string();
 }
-const StopOptions& Process::options_stop() const { return state_->stop_options; }
-Output& Process::output() const { return state_->output; }
+const StopOptions& Process::options_stop() const {
+  return state_->stop_options;
+}
+Output& Process::output() const {
+  return state_->output;
+}
 
 bool Process::running() const {
   std::lock_guard lock(state_->mutex);

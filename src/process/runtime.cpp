@@ -5,8 +5,8 @@
 #include <array>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
-#include <asio/post.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
 #include <cerrno>
 #include <future>
 #include <random>
@@ -31,7 +31,11 @@ class Watch : public std::enable_shared_from_this<Watch> {
  public:
   Watch(RuntimeImpl& runtime, asio::io_context& io, std::shared_ptr<ProcessState> state, int pidfd,
         int out, int err)
-      : runtime_(runtime), state_(std::move(state)), pidfd_(io, pidfd), out_(io, out), err_(io, err) {}
+      : runtime_(runtime),
+        state_(std::move(state)),
+        pidfd_(io, pidfd),
+        out_(io, out),
+        err_(io, err) {}
 
   void start() {
     read(Stream::out);
@@ -348,8 +352,7 @@ bool ProcessState::publish_exit(ExitStatus s) {
 
 namespace roadie {
 
-Runtime::Runtime(RuntimeOptions options)
-    : impl_(std::make_shared<detail::RuntimeImpl>(options)) {}
+Runtime::Runtime(RuntimeOptions options) : impl_(std::make_shared<detail::RuntimeImpl>(options)) {}
 
 Runtime::~Runtime() = default;
 
@@ -358,6 +361,8 @@ Runtime& Runtime::global() {
   return runtime;
 }
 
-const std::string& Runtime::marker() const noexcept { return impl_->marker(); }
+const std::string& Runtime::marker() const noexcept {
+  return impl_->marker();
+}
 
 }  // namespace roadie

@@ -35,7 +35,7 @@ struct ProcessState {
   const Command command;
   const StopOptions stop_options;
   pid_t pid = -1;
-  int pidfd = -1;  // owned by the event loop; valid until released
+  int pidfd = -1;            // owned by the event loop; valid until released
   std::string marker;        // value of ROADIE_SUPERVISOR
   std::string marker_entry;  // "ROADIE_SUPERVISOR=" + marker
   Output output;
@@ -50,7 +50,7 @@ struct ProcessState {
   // even when they cleared or overwrote their environment (setproctitle).
   std::vector<pid_t> adopted;
   Subscription line_subscription;  // ProcessOptions::on_line
-  std::recursive_mutex dispatch;  // held while exit callbacks run
+  std::recursive_mutex dispatch;   // held while exit callbacks run
 
   // stop() runs once at a time; `stopped` is set when it finished (reaped,
   // pipes drained and closed).

@@ -15,7 +15,8 @@
 
 namespace roadie {
 
-ReadinessCheck::ReadinessCheck(std::shared_ptr<const ready::Check> check) : check_(std::move(check)) {
+ReadinessCheck::ReadinessCheck(std::shared_ptr<const ready::Check> check)
+    : check_(std::move(check)) {
   if (!check_) throw std::invalid_argument("roadie::ReadinessCheck: null check");
 }
 
@@ -99,7 +100,8 @@ class BannerCheck final : public Check {
 
 class SocketProbe final : public Probe {
  public:
-  explicit SocketProbe(std::vector<detail::Endpoint> endpoints) : endpoints_(std::move(endpoints)) {}
+  explicit SocketProbe(std::vector<detail::Endpoint> endpoints)
+      : endpoints_(std::move(endpoints)) {}
   bool attempt(Clock::time_point deadline) override {
     for (const auto& e : endpoints_) {
       if (detail::try_connect(e, deadline, failure_)) return true;
@@ -166,7 +168,8 @@ class PidFileCheck final : public Check {
   std::string describe() const override { return "pid file " + path_.string(); }
   void ensure_free() const override {
     if (std::filesystem::exists(path_)) {
-      throw AlreadyRunning(describe() + " already exists (another process holds it, or it is stale)");
+      throw AlreadyRunning(describe() +
+                           " already exists (another process holds it, or it is stale)");
     }
   }
   std::unique_ptr<Probe> arm(ProbeContext&) const override {
@@ -179,8 +182,9 @@ class PidFileCheck final : public Check {
     explicit PidFileProbe(std::filesystem::path path) : path_(std::move(path)) {
       auto dir = path_.parent_path().empty() ? std::filesystem::path(".") : path_.parent_path();
       fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-      if (fd_ >= 0 && ::inotify_add_watch(fd_, dir.c_str(),
-                                          IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB) < 0) {
+      if (fd_ >= 0 &&
+          ::inotify_add_watch(fd_, dir.c_str(),
+                              IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB) < 0) {
         // No such directory yet (or no inotify): fall back to probing.
         ::close(fd_);
         fd_ = -1;
@@ -249,7 +253,9 @@ class ExecCheck final : public Check {
       return false;
     }
     // Probes cost a fork each: back off further than socket probes.
-    std::chrono::microseconds max_interval() const override { return std::chrono::milliseconds(10); }
+    std::chrono::microseconds max_interval() const override {
+      return std::chrono::milliseconds(10);
+    }
     std::string last_failure() const override { return failure_; }
 
    private:
@@ -266,9 +272,11 @@ class ExecCheck final : public Check {
 
 class CompositeCheck final : public Check {
  public:
-  CompositeCheck(std::vector<ReadinessCheck> checks, bool all) : checks_(std::move(checks)), all_(all) {
-    if (checks_.empty()) throw std::invalid_argument(std::string("roadie::ready::") +
-                                                     (all_ ? "all_of" : "any_of") + ": no checks");
+  CompositeCheck(std::vector<ReadinessCheck> checks, bool all)
+      : checks_(std::move(checks)), all_(all) {
+    if (checks_.empty())
+      throw std::invalid_argument(std::string("roadie::ready::") + (all_ ? "all_of" : "any_of") +
+                                  ": no checks");
   }
   std::string describe() const override {
     std::string text = all_ ? "all of (" : "any of (";
@@ -327,7 +335,8 @@ class CompositeCheck final : public Check {
       for (const auto& part : parts) {
         if (part.satisfied) continue;
         auto failure = part.probe->last_failure();
-        text += (text.empty() ? "" : "; ") + part.description + (failure.empty() ? "" : ": " + failure);
+        text +=
+            (text.empty() ? "" : "; ") + part.description + (failure.empty() ? "" : ": " + failure);
       }
       return text;
     }
@@ -339,7 +348,9 @@ class CompositeCheck final : public Check {
 
 }  // namespace
 
-ReadinessCheck spawned() { return ReadinessCheck(std::make_shared<SpawnedCheck>()); }
+ReadinessCheck spawned() {
+  return ReadinessCheck(std::make_shared<SpawnedCheck>());
+}
 ReadinessCheck banner(std::string pattern, std::optional<Stream> stream) {
   return ReadinessCheck(std::make_shared<BannerCheck>(std::move(pattern), stream));
 }

@@ -41,7 +41,9 @@ Url parse_url(const std::string& url) {
 class HttpProbe final : public Probe {
  public:
   HttpProbe(const HttpCheck& request, const Url& url)
-      : request_(request), url_(url), status_(request.status),
+      : request_(request),
+        url_(url),
+        status_(request.status),
         endpoints_(detail::resolve_tcp(url.host, url.port)) {}
 
   bool attempt(Clock::time_point deadline) override {
@@ -57,8 +59,9 @@ class HttpProbe final : public Probe {
     if (!accepting) return false;
 
     auto limit = std::min(deadline, Clock::now() + request_.attempt_timeout);
-    auto budget = std::max(std::chrono::duration_cast<std::chrono::microseconds>(limit - Clock::now()),
-                           std::chrono::microseconds(10'000));
+    auto budget =
+        std::max(std::chrono::duration_cast<std::chrono::microseconds>(limit - Clock::now()),
+                 std::chrono::microseconds(10'000));
     httplib::Client client(url_.scheme_host_port);
     client.set_connection_timeout(budget);
     client.set_read_timeout(budget);

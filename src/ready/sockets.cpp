@@ -66,9 +66,9 @@ bool try_connect(const Endpoint& endpoint, std::chrono::steady_clock::time_point
     for (;;) {
       // Even a refused loopback connection completes asynchronously: give every
       // attempt a little time, even one made at the deadline.
-      auto left = std::max(std::chrono::ceil<std::chrono::milliseconds>(
-                               deadline - std::chrono::steady_clock::now()),
-                           kMinimumAttempt);
+      auto left = std::max(
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()),
+          kMinimumAttempt);
       pollfd p{fd, POLLOUT, 0};
       int n = ::poll(&p, 1, static_cast<int>(left.count()));
       if (n < 0 && errno == EINTR) continue;

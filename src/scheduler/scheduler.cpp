@@ -16,16 +16,26 @@ using detail::SchedulerImpl;
 
 std::string_view to_string(JobState state) noexcept {
   switch (state) {
-    case JobState::idle: return "idle";
-    case JobState::waiting: return "waiting";
-    case JobState::running: return "running";
-    case JobState::ready: return "ready";
-    case JobState::done: return "done";
-    case JobState::failed: return "failed";
-    case JobState::skipped: return "skipped";
-    case JobState::cancelled: return "cancelled";
-    case JobState::timed_out: return "timed out";
-    case JobState::stopped: return "stopped";
+    case JobState::idle:
+      return "idle";
+    case JobState::waiting:
+      return "waiting";
+    case JobState::running:
+      return "running";
+    case JobState::ready:
+      return "ready";
+    case JobState::done:
+      return "done";
+    case JobState::failed:
+      return "failed";
+    case JobState::skipped:
+      return "skipped";
+    case JobState::cancelled:
+      return "cancelled";
+    case JobState::timed_out:
+      return "timed out";
+    case JobState::stopped:
+      return "stopped";
   }
   return "?";
 }
@@ -57,17 +67,29 @@ std::string message_of(const std::exception_ptr& error) {
   }
 }
 
-bool succeeded(JobState s) { return s == JobState::done || s == JobState::ready || s == JobState::stopped; }
+bool succeeded(JobState s) {
+  return s == JobState::done || s == JobState::ready || s == JobState::stopped;
+}
 
 // What a dependent is told about a requirement that did not succeed.
 std::string outcome(const Node& n) {
   std::string text = "requires '" + n.label + "' which ";
   switch (n.state) {
-    case JobState::failed: text += "failed"; break;
-    case JobState::skipped: text += "was skipped"; break;
-    case JobState::cancelled: text += "was cancelled"; break;
-    case JobState::timed_out: text += "timed out"; break;
-    default: text += std::string(to_string(n.state)); break;
+    case JobState::failed:
+      text += "failed";
+      break;
+    case JobState::skipped:
+      text += "was skipped";
+      break;
+    case JobState::cancelled:
+      text += "was cancelled";
+      break;
+    case JobState::timed_out:
+      text += "timed out";
+      break;
+    default:
+      text += std::string(to_string(n.state));
+      break;
   }
   if (!n.reason.empty()) text += ": " + n.reason;
   return text;
@@ -124,7 +146,9 @@ struct Runner {
     if (!succeeded(state) && n.options.critical && !s.aborting && !wound_down) {
       bool timed = state == JobState::timed_out;
       abort("critical job '" + n.label + "' " +
-            (state == JobState::skipped ? "was skipped" : timed ? "timed out" : std::string(to_string(state))) +
+            (state == JobState::skipped ? "was skipped"
+             : timed                    ? "timed out"
+                                        : std::string(to_string(state))) +
             (n.reason.empty() ? "" : ": " + n.reason));
     }
     if (propagate) tell_dependents(n);
@@ -318,11 +342,21 @@ Job& Job::require_allowing_failure(Job other) {
   return *this;
 }
 
-std::size_t Job::id() const { return index_ + 1; }
-const std::string& Job::label() const { return node_of(scheduler_, index_).label; }
-bool Job::critical() const { return node_of(scheduler_, index_).options.critical; }
-bool Job::forever() const { return node_of(scheduler_, index_).options.forever; }
-Executor* Job::service() const { return node_of(scheduler_, index_).service.get(); }
+std::size_t Job::id() const {
+  return index_ + 1;
+}
+const std::string& Job::label() const {
+  return node_of(scheduler_, index_).label;
+}
+bool Job::critical() const {
+  return node_of(scheduler_, index_).options.critical;
+}
+bool Job::forever() const {
+  return node_of(scheduler_, index_).options.forever;
+}
+Executor* Job::service() const {
+  return node_of(scheduler_, index_).service.get();
+}
 
 JobState Job::state() const {
   std::lock_guard lock(scheduler_->mutex);
@@ -383,7 +417,9 @@ Scheduler::~Scheduler() {
   }
 }
 
-const SchedulerOptions& Scheduler::options() const noexcept { return impl_->options; }
+const SchedulerOptions& Scheduler::options() const noexcept {
+  return impl_->options;
+}
 
 Job Scheduler::add_callable(Callable fn, Describer describe, JobOptions options) {
   auto n = std::make_unique<Node>();
@@ -438,8 +474,8 @@ void Scheduler::validate() const {
   std::vector<std::string> problems;
   for (const auto& n : nodes) {
     for (const auto& f : n->foreign) {
-      problems.push_back("job '" + n->label + "' requires '" + f + "', which is not in scheduler '" +
-                         impl_->options.label + "'");
+      problems.push_back("job '" + n->label + "' requires '" + f +
+                         "', which is not in scheduler '" + impl_->options.label + "'");
     }
     for (const auto& r : n->requires_) {
       const Node& required = *nodes[r.index];
@@ -468,7 +504,8 @@ void Scheduler::validate() const {
       std::size_t to = reqs[next++].index;
       if (colour[to] == grey) {
         std::string path;
-        auto from = std::find_if(stack.begin(), stack.end(), [&](auto& e) { return e.first == to; });
+        auto from =
+            std::find_if(stack.begin(), stack.end(), [&](auto& e) { return e.first == to; });
         for (auto it = from; it != stack.end(); ++it) path += nodes[it->first]->label + " -> ";
         path += nodes[to]->label;
         problems.push_back("requirement cycle: " + path + " (each requires the next)");
@@ -561,7 +598,8 @@ RunReport Scheduler::run(std::stop_token cancel) {
       }
     }
     for (Node* n : s.timed) {
-      if (n->state == JobState::running && !n->timed_out && now >= n->start_time + *n->options.timeout) {
+      if (n->state == JobState::running && !n->timed_out &&
+          now >= n->start_time + *n->options.timeout) {
         n->timed_out = true;
         n->stop.request_stop();
       }
@@ -647,7 +685,8 @@ std::vector<StopOutcome> Scheduler::shutdown() {
     outcome.status = n.service->exit_status();
     std::lock_guard lock(s.mutex);
     n.state = JobState::stopped;
-    n.reason = outcome.error.empty() ? (outcome.status ? outcome.status->describe() : "") : outcome.error;
+    n.reason =
+        outcome.error.empty() ? (outcome.status ? outcome.status->describe() : "") : outcome.error;
     outcomes.push_back(std::move(outcome));
   }
   s.shut_down = true;

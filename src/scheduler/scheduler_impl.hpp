@@ -32,9 +32,9 @@ struct Node {
   std::function<std::string(const std::any&)> describe;
   std::unique_ptr<Executor> service;
   std::unique_ptr<Scheduler> nested;
-  std::vector<Requirement> requires_;          // same scheduler, no duplicates
-  std::vector<std::string> foreign;            // labels of required jobs of other schedulers
-  std::vector<std::size_t> dependents;         // built when a run starts
+  std::vector<Requirement> requires_;   // same scheduler, no duplicates
+  std::vector<std::string> foreign;     // labels of required jobs of other schedulers
+  std::vector<std::size_t> dependents;  // built when a run starts
 
   // Run state, guarded by SchedulerImpl::mutex.
   JobState state = JobState::idle;
@@ -68,12 +68,12 @@ struct SchedulerImpl {
   std::string abort_reason;
   Clock::time_point run_start{};
   Clock::time_point run_end{};
-  std::size_t running = 0;    // jobs holding a window slot
-  std::size_t in_flight = 0;  // jobs whose callable has not returned
-  std::size_t unfinished = 0; // non-forever jobs not in a final state
-  std::deque<Node*> ready;    // requirements met, waiting for a slot
-  std::vector<Node*> timed;   // started jobs with their own timeout (the coordinator watches them)
-  bool winding_down = false;  // forever jobs are being cancelled: not a failure
+  std::size_t running = 0;     // jobs holding a window slot
+  std::size_t in_flight = 0;   // jobs whose callable has not returned
+  std::size_t unfinished = 0;  // non-forever jobs not in a final state
+  std::deque<Node*> ready;     // requirements met, waiting for a slot
+  std::vector<Node*> timed;    // started jobs with their own timeout (the coordinator watches them)
+  bool winding_down = false;   // forever jobs are being cancelled: not a failure
   bool shut_down = false;
 
   // Worker pool of the current run.

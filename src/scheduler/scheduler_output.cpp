@@ -64,8 +64,8 @@ std::string detail_of(const Node& n) {
   }
 }
 
-void list_into(const SchedulerImpl& s, const std::string& prefix, const std::string& indent, bool unicode,
-               std::string& out) {
+void list_into(const SchedulerImpl& s, const std::string& prefix, const std::string& indent,
+               bool unicode, std::string& out) {
   std::size_t id_width = 0, label_width = 0;
   for (const auto& n : s.nodes) {
     id_width = std::max(id_width, (prefix + std::to_string(n->index + 1)).size());
@@ -91,24 +91,34 @@ void list_into(const SchedulerImpl& s, const std::string& prefix, const std::str
     out += line + "\n";
     if (n->kind == JobKind::scheduler) {
       std::lock_guard lock(n->nested->impl_for_output().mutex);
-      list_into(n->nested->impl_for_output(), prefix + std::to_string(n->index + 1) + ".", indent + "  ",
-                unicode, out);
+      list_into(n->nested->impl_for_output(), prefix + std::to_string(n->index + 1) + ".",
+                indent + "  ", unicode, out);
     }
   }
 }
 
 const char* colour(JobState s) {
   switch (s) {
-    case JobState::idle: return "#eeeeee";
-    case JobState::waiting: return "#fff2cc";
-    case JobState::running: return "#cfe2f3";
-    case JobState::ready: return "#b6d7a8";
-    case JobState::done: return "#d9ead3";
-    case JobState::failed: return "#f4cccc";
-    case JobState::skipped: return "#d9d9d9";
-    case JobState::cancelled: return "#fce5cd";
-    case JobState::timed_out: return "#ead1dc";
-    case JobState::stopped: return "#d0e0e3";
+    case JobState::idle:
+      return "#eeeeee";
+    case JobState::waiting:
+      return "#fff2cc";
+    case JobState::running:
+      return "#cfe2f3";
+    case JobState::ready:
+      return "#b6d7a8";
+    case JobState::done:
+      return "#d9ead3";
+    case JobState::failed:
+      return "#f4cccc";
+    case JobState::skipped:
+      return "#d9d9d9";
+    case JobState::cancelled:
+      return "#fce5cd";
+    case JobState::timed_out:
+      return "#ead1dc";
+    case JobState::stopped:
+      return "#d0e0e3";
   }
   return "#ffffff";
 }
@@ -122,13 +132,15 @@ std::string dot_escape(const std::string& text) {
   return out;
 }
 
-void dot_into(const SchedulerImpl& s, const std::string& prefix, const std::string& indent, std::string& out) {
+void dot_into(const SchedulerImpl& s, const std::string& prefix, const std::string& indent,
+              std::string& out) {
   for (const auto& n : s.nodes) {
     std::string id = "j" + prefix + std::to_string(n->index + 1);
     std::string style = "rounded,filled";
     if (n->options.forever) style += ",dashed";
-    std::string node = id + " [label=\"" + dot_escape(n->label) + "\\n" + std::string(to_string(n->state)) +
-                       "\", fillcolor=\"" + colour(n->state) + "\", style=\"" + style + "\"";
+    std::string node = id + " [label=\"" + dot_escape(n->label) + "\\n" +
+                       std::string(to_string(n->state)) + "\", fillcolor=\"" + colour(n->state) +
+                       "\", style=\"" + style + "\"";
     if (n->options.critical) node += ", penwidth=2";
     node += "];";
     if (n->kind == JobKind::scheduler) {
@@ -146,8 +158,8 @@ void dot_into(const SchedulerImpl& s, const std::string& prefix, const std::stri
   for (const auto& n : s.nodes) {
     for (const auto& r : n->requires_) {
       out += indent + "j" + prefix + std::to_string(r.index + 1) + " -> j" + prefix +
-             std::to_string(n->index + 1) + (r.allow_failure ? " [style=dashed, label=\"may fail\"];" : ";") +
-             "\n";
+             std::to_string(n->index + 1) +
+             (r.allow_failure ? " [style=dashed, label=\"may fail\"];" : ";") + "\n";
     }
   }
 }
@@ -170,12 +182,16 @@ void spans_of(const SchedulerImpl& s, const std::string& prefix, std::vector<Spa
     span.state = std::string(to_string(n->state));
     span.reason = n->reason;
     switch (n->kind) {
-      case JobKind::callable: span.category = "job"; break;
+      case JobKind::callable:
+        span.category = "job";
+        break;
       case JobKind::service:
         span.category = "service";
         span.name += ": waiting for " + n->service->check().describe();
         break;
-      case JobKind::scheduler: span.category = "scheduler"; break;
+      case JobKind::scheduler:
+        span.category = "scheduler";
+        break;
     }
     spans.push_back(span);
     if (n->kind == JobKind::scheduler) {
@@ -213,8 +229,8 @@ std::string Scheduler::debrief(Glyphs glyphs) const {
   }
   bool header = false;
   for (const auto& n : impl_->nodes) {
-    if (n->state == JobState::done || n->state == JobState::ready || n->state == JobState::stopped ||
-        n->state == JobState::idle || n->reason.empty()) {
+    if (n->state == JobState::done || n->state == JobState::ready ||
+        n->state == JobState::stopped || n->state == JobState::idle || n->reason.empty()) {
       continue;
     }
     if (!header) out += "reasons:\n";
@@ -241,7 +257,8 @@ std::string Scheduler::to_chrome_trace() const {
     origin = impl_->run_start;
     spans_of(*impl_, "", spans);
   }
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.start < b.start; });
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.start < b.start; });
   // Lanes: each span goes to the first lane free at its start.
   std::vector<Clock::time_point> lane_end;
   nlohmann::json events = nlohmann::json::array();
@@ -262,7 +279,9 @@ std::string Scheduler::to_chrome_trace() const {
                       {"tid", lane + 1},
                       {"args", {{"state", span.state}, {"reason", span.reason}}}});
   }
-  events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", 1},
+  events.push_back({{"name", "process_name"},
+                    {"ph", "M"},
+                    {"pid", 1},
                     {"args", {{"name", "roadie: " + impl_->options.label}}}});
   nlohmann::json trace = {{"traceEvents", events}, {"displayTimeUnit", "ms"}};
   return trace.dump(1);
@@ -290,7 +309,8 @@ std::string Scheduler::critical_path() const {
     n = gate;
   }
   std::reverse(path.begin(), path.end());
-  std::string text = "bring-up " + seconds(last->finish_time - impl_->run_start) + "; critical path ";
+  std::string text =
+      "bring-up " + seconds(last->finish_time - impl_->run_start) + "; critical path ";
   for (std::size_t i = 0; i < path.size(); ++i) text += (i ? " -> " : "") + path[i]->label;
   text += " (" + seconds(last->finish_time - path.front()->start_time) + ")";
   return text;

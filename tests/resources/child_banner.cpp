@@ -14,9 +14,12 @@ int main(int argc, char** argv) {
   std::string text = "ready";
   FILE* stream = stdout;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--delay-ms") && i + 1 < argc) delay_ms = std::atol(argv[++i]);
-    else if (!std::strcmp(argv[i], "--text") && i + 1 < argc) text = argv[++i];
-    else if (!std::strcmp(argv[i], "--stderr")) stream = stderr;
+    if (!std::strcmp(argv[i], "--delay-ms") && i + 1 < argc)
+      delay_ms = std::atol(argv[++i]);
+    else if (!std::strcmp(argv[i], "--text") && i + 1 < argc)
+      text = argv[++i];
+    else if (!std::strcmp(argv[i], "--stderr"))
+      stream = stderr;
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
   std::fprintf(stream, "%s\n", text.c_str());

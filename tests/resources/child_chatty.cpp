@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
     written += n;
   }
   long long end = stamp();
-  std::printf("wrote %lld MB from %lld to %lld\nthe banner: ready\n", total / (1024 * 1024), start, end);
+  std::printf("wrote %lld MB from %lld to %lld\nthe banner: ready\n", total / (1024 * 1024), start,
+              end);
   std::fflush(stdout);
   for (;;) ::pause();
 }

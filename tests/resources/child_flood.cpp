@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   size_t line_bytes = 100;
   int fd = 1;
   for (int i = 2; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--line-bytes") && i + 1 < argc) line_bytes = std::strtoul(argv[++i], nullptr, 10);
+    if (!std::strcmp(argv[i], "--line-bytes") && i + 1 < argc)
+      line_bytes = std::strtoul(argv[++i], nullptr, 10);
     if (!std::strcmp(argv[i], "--stderr")) fd = 2;
   }
   if (line_bytes < 2) line_bytes = 2;

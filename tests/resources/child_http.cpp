@@ -19,7 +19,9 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: child_http PORT [--delay-ms D] [--status CODE] [--require-header N:V] [--hang]\n");
+    std::fprintf(
+        stderr,
+        "usage: child_http PORT [--delay-ms D] [--status CODE] [--require-header N:V] [--hang]\n");
     return 2;
   }
   int port = std::atoi(argv[1]);
@@ -28,9 +30,12 @@ int main(int argc, char** argv) {
   bool hang = false;
   std::string header_name, header_value;
   for (int i = 2; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--delay-ms") && i + 1 < argc) delay_ms = std::atol(argv[++i]);
-    else if (!std::strcmp(argv[i], "--status") && i + 1 < argc) status = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--hang")) hang = true;
+    if (!std::strcmp(argv[i], "--delay-ms") && i + 1 < argc)
+      delay_ms = std::atol(argv[++i]);
+    else if (!std::strcmp(argv[i], "--status") && i + 1 < argc)
+      status = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--hang"))
+      hang = true;
     else if (!std::strcmp(argv[i], "--require-header") && i + 1 < argc) {
       std::string spec = argv[++i];
       auto colon = spec.find(':');

@@ -18,15 +18,18 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: child_listen tcp:PORT|unix:PATH [--delay-ms D] [--listen-after-ms L]\n");
+    std::fprintf(stderr,
+                 "usage: child_listen tcp:PORT|unix:PATH [--delay-ms D] [--listen-after-ms L]\n");
     return 2;
   }
   std::string address = argv[1];
   long delay_ms = 0;
   long listen_after_ms = 0;
   for (int i = 2; i + 1 < argc; ++i) {
-    if (!std::strcmp(argv[i], "--delay-ms")) delay_ms = std::atol(argv[++i]);
-    else if (!std::strcmp(argv[i], "--listen-after-ms")) listen_after_ms = std::atol(argv[++i]);
+    if (!std::strcmp(argv[i], "--delay-ms"))
+      delay_ms = std::atol(argv[++i]);
+    else if (!std::strcmp(argv[i], "--listen-after-ms"))
+      listen_after_ms = std::atol(argv[++i]);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
   int fd = -1;

@@ -4,8 +4,8 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -54,7 +54,9 @@ long long monotonic_ns() {
   return static_cast<long long>(now.tv_sec) * 1'000'000'000LL + now.tv_nsec;
 }
 
-bool exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+bool exists(pid_t pid) {
+  return ::kill(pid, 0) == 0 || errno != ESRCH;
+}
 
 bool wait_for_file(const std::filesystem::path& file, std::chrono::nanoseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -92,12 +94,14 @@ std::string fd_target(int fd) {
 
 }  // namespace
 
-void NoLeaks::SetUp() { fds_before_ = open_fds(); }
+void NoLeaks::SetUp() {
+  fds_before_ = open_fds();
+}
 
 void NoLeaks::TearDown() {
   std::ostringstream leaks;
-  for (pid_t pid : detail::processes_with_marker(Runtime::marker_variable,
-                                                 Runtime::global().marker())) {
+  for (pid_t pid :
+       detail::processes_with_marker(Runtime::marker_variable, Runtime::global().marker())) {
     leaks << "  process left running: " << describe(pid) << "\n";
     ::kill(pid, SIGKILL);
   }
@@ -107,7 +111,8 @@ void NoLeaks::TearDown() {
     ::waitpid(pid, nullptr, 0);
   }
   for (int fd : open_fds()) {
-    if (!fds_before_.count(fd)) leaks << "  descriptor left open: " << fd << " -> " << fd_target(fd) << "\n";
+    if (!fds_before_.count(fd))
+      leaks << "  descriptor left open: " << fd << " -> " << fd_target(fd) << "\n";
   }
   if (!leaks.str().empty()) ADD_FAILURE() << "the test left things behind:\n" << leaks.str();
 }
