@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <stop_token>
 
 #include "log.hpp"
@@ -64,7 +65,12 @@ struct Executor::Impl final : ready::ProbeContext {
   template <class F>
   void fire(F&& f) {
     Executor* owner = self.load();
-    for (const auto& listener : listeners) {
+    std::vector<std::shared_ptr<ExecutorListener>> snapshot;
+    {
+      std::lock_guard lock(listeners_mutex);  // add_listener() may run meanwhile
+      snapshot = listeners;
+    }
+    for (const auto& listener : snapshot) {
       try {
         f(*listener, *owner);
       } catch (const std::exception& e) {
@@ -104,6 +110,7 @@ struct Executor::Impl final : ready::ProbeContext {
   ExecutorOptions options;
   std::string name;
   Process proc;
+  std::mutex listeners_mutex;
   std::vector<std::shared_ptr<ExecutorListener>> listeners;
   Subscription exit_subscription;
   std::atomic<bool> stopping{false};
@@ -177,7 +184,7 @@ Executor& Executor::start(std::stop_token cancel) {
   process_options.stop.grace =
       std::chrono::duration_cast<std::chrono::milliseconds>(scaled(d.options.stop_timeout));
 
-  if (!d.listeners.empty()) {
+  if (std::lock_guard lock(d.listeners_mutex); !d.listeners.empty()) {
     process_options.on_line = [&d](const Line& line) {
       d.fire([&](ExecutorListener& l, const Executor& e) { l.on_line(e, line); });
     };
@@ -205,59 +212,66 @@ Executor& Executor::start(std::stop_token cancel) {
     cancelled.store(true);
     d.wake();
   });
-  auto probe = d.check.check().arm(d);
-  auto fds = probe->wake_fds();
-  std::vector<pollfd> polls{{d.wake_fd, POLLIN, 0}};
-  for (int fd : fds) polls.push_back({fd, POLLIN, 0});
-  std::chrono::microseconds interval(1000);
-  for (;;) {
-    bool ready = probe->attempt(deadline);
-    if (auto status = d.proc.exit_status()) {
-      auto elapsed = Clock::now() - t0;
-      std::string pending = d.check.describe();
-      auto failure = probe->last_failure();
-      probe.reset();
-      d.finish(false);
-      std::string message =
-          d.describe() + " " + status->describe() + " after " + seconds(elapsed) +
-          (ready ? ", right after it was ready (" : ", before it was ready (waiting for ") +
-          pending + (failure.empty() || ready ? "" : "; last attempt: " + failure) + ").";
-      if (status->code() == 0) {
-        message +=
-            " It exited with code 0 before it was ready: a service that daemonizes itself must be"
-            " run in the foreground.";
+  // Any exception from here on (a probe that throws, a bad address) must not
+  // leave the service running unsupervised.
+  try {
+    auto probe = d.check.check().arm(d);
+    auto fds = probe->wake_fds();
+    std::vector<pollfd> polls{{d.wake_fd, POLLIN, 0}};
+    for (int fd : fds) polls.push_back({fd, POLLIN, 0});
+    std::chrono::microseconds interval(1000);
+    for (;;) {
+      bool ready = probe->attempt(deadline);
+      if (auto status = d.proc.exit_status()) {
+        auto elapsed = Clock::now() - t0;
+        std::string pending = d.check.describe();
+        auto failure = probe->last_failure();
+        probe.reset();
+        d.finish(false);
+        std::string message =
+            d.describe() + " " + status->describe() + " after " + seconds(elapsed) +
+            (ready ? ", right after it was ready (" : ", before it was ready (waiting for ") +
+            pending + (failure.empty() || ready ? "" : "; last attempt: " + failure) + ").";
+        if (status->code() == 0) {
+          message +=
+              " It exited with code 0 before it was ready: a service that daemonizes itself must be"
+              " run in the foreground.";
+        }
+        throw ProcessExitedWithError(message + " " + last_output(d.proc.output()), status->code());
       }
-      throw ProcessExitedWithError(message + " " + last_output(d.proc.output()), status->code());
+      if (ready) break;
+      if (cancelled.load()) {
+        probe.reset();
+        d.finish(true);
+        throw Cancelled(d.describe() + ": start cancelled after " + seconds(Clock::now() - t0) +
+                        " while waiting for " + d.check.describe());
+      }
+      auto now = Clock::now();
+      if (now >= deadline) {
+        std::string failure = probe->last_failure();
+        probe.reset();
+        pid_t pid = d.proc.pid();
+        d.finish(true);
+        char scale[64] = "";
+        if (time_scale() != 1.0)
+          std::snprintf(scale, sizeof scale, " (ROADIE_TIME_SCALE=%g)", time_scale());
+        throw TimeoutExpired(d.describe() + " (pid " + std::to_string(pid) +
+                             ") was not ready within " + seconds(timeout) + scale +
+                             ": waiting for " + d.check.describe() +
+                             (failure.empty() ? "" : "; last attempt: " + failure) +
+                             ". It was killed. " + last_output(d.proc.output()));
+      }
+      interval = std::min(interval, probe->max_interval());
+      auto wake_at = std::min(deadline, now + interval);
+      auto wait_ms = std::chrono::duration<double, std::milli>(wake_at - now).count();
+      // poll() counts in milliseconds: round up so a 1 ms back-off is not a spin.
+      ::poll(polls.data(), polls.size(), static_cast<int>(std::ceil(wait_ms)));
+      d.drain_wake();
+      interval = std::min(interval * 2, probe->max_interval());
     }
-    if (ready) break;
-    if (cancelled.load()) {
-      probe.reset();
-      d.finish(true);
-      throw Cancelled(d.describe() + ": start cancelled after " + seconds(Clock::now() - t0) +
-                      " while waiting for " + d.check.describe());
-    }
-    auto now = Clock::now();
-    if (now >= deadline) {
-      std::string failure = probe->last_failure();
-      probe.reset();
-      pid_t pid = d.proc.pid();
-      d.finish(true);
-      char scale[64] = "";
-      if (time_scale() != 1.0)
-        std::snprintf(scale, sizeof scale, " (ROADIE_TIME_SCALE=%g)", time_scale());
-      throw TimeoutExpired(d.describe() + " (pid " + std::to_string(pid) +
-                           ") was not ready within " + seconds(timeout) + scale + ": waiting for " +
-                           d.check.describe() +
-                           (failure.empty() ? "" : "; last attempt: " + failure) +
-                           ". It was killed. " + last_output(d.proc.output()));
-    }
-    interval = std::min(interval, probe->max_interval());
-    auto wake_at = std::min(deadline, now + interval);
-    auto wait_ms = std::chrono::duration<double, std::milli>(wake_at - now).count();
-    // poll() counts in milliseconds: round up so a 1 ms back-off is not a spin.
-    ::poll(polls.data(), polls.size(), static_cast<int>(std::ceil(wait_ms)));
-    d.drain_wake();
-    interval = std::min(interval * 2, probe->max_interval());
+  } catch (...) {
+    if (!d.stop_reported) d.finish(true);
+    throw;
   }
   d.time_to_ready = Clock::now() - t0;
   d.fire([&](ExecutorListener& l, const Executor& e) { l.on_ready(e, d.time_to_ready); });
@@ -331,7 +345,9 @@ std::string Executor::describe() const {
 }
 
 Executor& Executor::add_listener(std::shared_ptr<ExecutorListener> listener) {
-  if (listener) impl_->listeners.push_back(std::move(listener));
+  if (!listener) return *this;
+  std::lock_guard lock(impl_->listeners_mutex);
+  impl_->listeners.push_back(std::move(listener));
   return *this;
 }
 

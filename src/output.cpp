@@ -152,10 +152,12 @@ void Output::append(Stream stream, std::string_view bytes) {
     std::fflush(state_->log);
   }
   const auto now = std::chrono::system_clock::now();
-  const bool collect = state_->subscriber_count.load(std::memory_order_relaxed) != 0;
   std::vector<Line> published;
   {
     std::lock_guard lock(state_->mutex);
+    // Read under the lock that subscribe() counts under: a subscriber that
+    // looked at lines() before this append is sure to be published to.
+    const bool collect = state_->subscriber_count.load(std::memory_order_relaxed) != 0;
     auto& buf = state_->streams[index(stream)];
     buf.total_bytes += bytes.size();
     const std::size_t max_line = state_->options.max_line_bytes;
@@ -319,7 +321,8 @@ Subscription Output::subscribe(std::function<void(const Line&)> on_line) {
   auto sub = std::make_shared<Subscriber>();
   sub->on_line = std::move(on_line);
   {
-    std::lock_guard lock(state_->subscribers_mutex);
+    std::lock_guard lock(state_->mutex);
+    std::lock_guard subscribers_lock(state_->subscribers_mutex);
     state_->subscribers.push_back(sub);
     state_->subscriber_count.fetch_add(1);
   }

@@ -501,6 +501,12 @@ TEST_F(ExecutorTest, DaemonizingServiceIsFullyStopped) {
   EXPECT_FALSE(roadie::testing::exists(daemon));
 }
 
+TEST_F(ExecutorTest, ProbeThatThrowsLeavesNothingRunning) {
+  Executor e(Command{child("child_idle")}, roadie::ready::exec(Command{"roadie-no-such-probe"}));
+  EXPECT_THROW(e.start(), roadie::SpawnError);
+  EXPECT_FALSE(e.running());
+}
+
 // --- stopped() scope and events ----------------------------------------------------------
 
 TEST_F(ExecutorTest, StoppedScopeStopsAndRestartsWithReadiness) {

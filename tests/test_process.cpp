@@ -339,3 +339,45 @@ TEST_F(ProcessTest, ManyProcessesAtOnce) {
   for (auto& t : stoppers) t.join();
   for (auto& p : processes) EXPECT_EQ(p.exit_status()->signal(), SIGTERM);
 }
+
+TEST_F(ProcessTest, EveryLineArrivesInOrderBeforeWaitReturns) {
+  // A fast writer that exits at once: the exit event races the last reads.
+  ProcessOptions options;
+  options.output.max_lines = 300'000;
+  for (int round = 0; round < 10; ++round) {
+    auto p = Process::spawn(Command{"seq", "1", "200000"}, options);
+    p.wait();
+    auto lines = p.output().lines(Stream::out);
+    ASSERT_EQ(lines.size(), 200'000u) << "round " << round;
+    for (std::size_t i = 0; i < lines.size(); i += 997) {
+      ASSERT_EQ(lines[i].text, std::to_string(i + 1)) << "round " << round;
+    }
+    EXPECT_EQ(lines.back().text, "200000");
+  }
+}
+
+TEST_F(ProcessTest, LastProcessDroppedFromItsOwnExitCallback) {
+  // The runtime dies on its own event-loop thread: nothing may be used after free.
+  auto fds_before = roadie::testing::open_fds().size();
+  struct Holder {
+    std::optional<Process> process;
+    roadie::Subscription subscription;
+  };
+  auto holder = std::make_shared<Holder>();
+  std::atomic<bool> dropped{false};
+  {
+    auto runtime = std::make_unique<roadie::Runtime>();
+    holder->process.emplace(Process::spawn(Command{child("child_exit"), "0"}, {}, *runtime));
+  }  // the runtime object is gone; the process keeps its event loop alive
+  holder->subscription = holder->process->on_exit([holder, &dropped](const ExitStatus&) {
+    holder->process.reset();
+    dropped = true;
+  });
+  for (int i = 0; i < 5000 && !dropped; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(dropped.load());
+  holder->subscription.reset();
+  // The loop thread finishes and closes its descriptors by itself.
+  for (int i = 0; i < 5000 && roadie::testing::open_fds().size() > fds_before; ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+}

@@ -93,7 +93,8 @@ class Process {
   /// The captured output (valid as long as this handle is).
   Output& output() const;
 
-  /// Calls `on_exit` once, on the event-loop thread, when the process exits (at
+  /// Calls `on_exit` once when the process exits: on the event-loop thread, or
+  /// on the thread running stop() if that one learns of the exit first (at
   /// once, on this thread, if it already has).
   Subscription on_exit(std::function<void(const ExitStatus&)> on_exit) const;
 

@@ -179,6 +179,20 @@ std::optional<ExitStatus> reap(pid_t pid, bool block) noexcept {
   return to_status(info);
 }
 
+std::string environ_value(pid_t pid, std::string_view variable) {
+  std::string data = read_proc_file("/proc/" + std::to_string(pid) + "/environ");
+  std::string prefix = std::string(variable) + "=";
+  std::string_view rest = data;
+  while (!rest.empty()) {
+    auto nul = rest.find('\0');
+    auto entry = rest.substr(0, nul);
+    if (entry.substr(0, prefix.size()) == prefix) return std::string(entry.substr(prefix.size()));
+    if (nul == std::string_view::npos) break;
+    rest.remove_prefix(nul + 1);
+  }
+  return {};
+}
+
 std::vector<pid_t> own_children() {
   std::vector<pid_t> children;
   DIR* dir = ::opendir("/proc/self/task");

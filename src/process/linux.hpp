@@ -71,6 +71,10 @@ bool is_attributed(pid_t pid, pid_t pgid, std::string_view marker_entry);
 /// `value` or starts with `value` + "/" (for leak checks in tests).
 std::vector<pid_t> processes_with_marker(std::string_view variable, std::string_view value);
 
+/// The value of `variable` in a process's environment (as /proc shows it),
+/// empty when absent or unreadable.
+std::string environ_value(pid_t pid, std::string_view variable);
+
 /// Our own children (all threads), zombies included.
 std::vector<pid_t> own_children();
 

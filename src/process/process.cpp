@@ -151,7 +151,10 @@ ExitStatus Process::kill() {
 ExitStatus Process::stop(const StopOptions& options) {
   auto& s = *state_;
   std::lock_guard stop_lock(s.stop_mutex);
-  if (s.stopped) return *exit_status();
+  if (s.stopped) {
+    if (auto status = exit_status()) return *status;
+    throw Error(s.name + " (pid " + std::to_string(s.pid) + "): could not be stopped");
+  }
 
   const pid_t pgid = s.pid;
   const bool children_only = runtime_->subreaper();
@@ -240,9 +243,15 @@ ExitStatus Process::stop(const StopOptions& options) {
       detail::reap_pidfd(pidfd.get());
     }
   }
+  {
+    std::lock_guard lock(s.mutex);
+    s.reaping = true;
+  }
   auto status = detail::reap(s.pid, !escalated || alive().empty());
-  if (status) s.publish_exit(*status);
+  // Drain and close the pipes first: when the exit is published, all the
+  // output is in (as when the event loop publishes it).
   runtime_->release(state_);
+  if (status) s.publish_exit(*status);
   s.stopped = true;
   auto final_status = exit_status();
   if (!final_status) {

@@ -9,6 +9,7 @@
 #include <asio/post.hpp>
 #include <cerrno>
 #include <future>
+#include <limits>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
@@ -24,6 +25,9 @@ extern char** environ;
 namespace roadie::detail {
 
 namespace {
+
+// Reads (of 64 KiB) per pipe per wake-up of the event loop.
+constexpr int kReadsPerWakeup = 16;
 
 // Watches one child: its two pipes and its pidfd. Lives on the loop thread,
 // kept alive by its pending operations and by the runtime's table.
@@ -64,17 +68,18 @@ class Watch : public std::enable_shared_from_this<Watch> {
   asio::posix::stream_descriptor& descriptor(Stream s) { return s == Stream::out ? out_ : err_; }
   std::array<char, 64 * 1024>& buffer(Stream s) { return s == Stream::out ? out_buf_ : err_buf_; }
 
+  // One reader per pipe: wait for readability, then read here. (Letting Asio
+  // read too, with async_read_some, would give two readers sharing a buffer:
+  // a read Asio made early could be overwritten by drain() before its
+  // handler ran.)
   void read(Stream s) {
-    descriptor(s).async_read_some(
-        asio::buffer(buffer(s)), [self = shared_from_this(), s](std::error_code ec, std::size_t n) {
-          if (!self->state_) return;  // released
-          if (n > 0) self->state_->output.append(s, {self->buffer(s).data(), n});
-          if (!ec) {
-            self->read(s);
-          } else if (ec != asio::error::operation_aborted) {
-            self->finish(s);  // end of file (or a broken pipe): the stream is over
-          }
-        });
+    descriptor(s).async_wait(asio::posix::descriptor_base::wait_read,
+                             [self = shared_from_this(), s](std::error_code ec) {
+                               if (!self->state_ || ec) return;  // released or aborted
+                               // Bounded, so that a flooding child cannot starve the
+                               // other pipes and exits; the rest comes next round.
+                               if (self->drain(s, kReadsPerWakeup)) self->read(s);
+                             });
   }
 
   void finish(Stream s) {
@@ -83,33 +88,49 @@ class Watch : public std::enable_shared_from_this<Watch> {
     state_->output.close(s);
   }
 
-  // Non-blocking read until the pipe is empty or closed.
-  void drain(Stream s) {
+  // Non-blocking reads until the pipe is empty, closed, or `max_reads` were
+  // made. Returns whether the pipe is still open.
+  bool drain(Stream s, int max_reads = std::numeric_limits<int>::max()) {
     auto& d = descriptor(s);
-    if (!d.is_open()) return;
+    if (!d.is_open()) return false;
     auto& buf = buffer(s);
-    for (;;) {
+    for (int reads = 0; reads < max_reads;) {
       ssize_t n = ::read(d.native_handle(), buf.data(), buf.size());
       if (n > 0) {
+        ++reads;
         state_->output.append(s, {buf.data(), static_cast<std::size_t>(n)});
       } else if (n == 0) {
         finish(s);
-        return;
+        return false;
       } else if (errno != EINTR) {
-        return;  // EAGAIN: empty for now
+        break;  // EAGAIN: empty for now
       }
     }
+    return true;
   }
 
   void on_exit() {
+    // Held here: a callback below may drop the last Process, whose stop()
+    // releases this watch (and its reference) meanwhile.
+    auto state = state_;
     auto status = peek_exit(pidfd_.native_handle());
     // The child is gone, so everything it wrote is in the pipes: take it
     // before announcing the exit, so that a waiter sees all its output.
     drain(Stream::out);
     drain(Stream::err);
-    if (runtime_.subreaper()) runtime_.adopt_orphans(state_);
-    // No status means stop() reaped the child first; it publishes then.
-    if (status) state_->publish_exit(*status);
+    if (runtime_.subreaper()) runtime_.adopt_orphans(state);
+    if (!status) {
+      std::lock_guard lock(state->mutex);
+      // stop() reaped it first: stop() publishes. Otherwise somebody else
+      // reaped our child (waitpid(-1), SIGCHLD ignored): no status to be had,
+      // but waiters must not wait forever.
+      if (state->reaping) return;
+    }
+    if (!status) {
+      log().warn("{} (pid {}) was reaped by someone else; its exit status is lost", state->name,
+                 state->pid);
+    }
+    state->publish_exit(status.value_or(ExitStatus::exited(-1)));
   }
 
   RuntimeImpl& runtime_;
@@ -180,7 +201,8 @@ struct RuntimeImpl::Loop {
   asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
   std::thread thread;
   std::unordered_map<const ProcessState*, std::shared_ptr<Watch>> watches;  // loop thread only
-  std::uint64_t serial = 0;                                                 // loop thread only
+  bool orphaned = false;                    // set on the loop thread when the runtime died on it
+  std::uint64_t serial = 0;                 // loop thread only
   std::unordered_set<pid_t> leaders;        // pids roadie spawned (loop thread only)
   std::unordered_set<pid_t> seen_children;  // children already looked at (loop thread only)
   std::unordered_map<pid_t, std::shared_ptr<Adoptee>> adoptees;  // loop thread only
@@ -202,17 +224,22 @@ RuntimeImpl::RuntimeImpl(RuntimeOptions options)
     : loop_(std::make_unique<Loop>()), marker_(std::to_string(::getpid()) + "." + random_hex()) {
   if (options.child_subreaper) subreaper_ = make_child_subreaper();
   std::promise<void> started;
-  loop_->thread = std::thread([this, &started] {
+  // The thread uses only `loop`: if the runtime is destroyed from the loop
+  // thread itself (a callback dropped the last process), the thread deletes
+  // the loop once run() has returned.
+  Loop* loop = loop_.get();
+  loop_->thread = std::thread([this, loop, &started] {
     loop_thread_id_ = std::this_thread::get_id();
     started.set_value();
     for (;;) {
       try {
-        loop_->io.run();
-        return;
+        loop->io.run();
+        break;
       } catch (const std::exception& e) {
         log().error("event loop: unexpected exception: {}", e.what());
       }
     }
+    if (loop->orphaned) delete loop;
   });
   started.get_future().wait();
 }
@@ -221,7 +248,10 @@ RuntimeImpl::~RuntimeImpl() {
   loop_->work.reset();
   loop_->io.stop();
   if (on_loop_thread()) {
-    loop_->thread.detach();  // the last owner let go from a callback
+    // We are inside io.run(): the thread deletes the loop after it returns.
+    loop_->orphaned = true;
+    loop_->thread.detach();
+    (void)loop_.release();
   } else {
     loop_->thread.join();
   }
@@ -284,9 +314,20 @@ void RuntimeImpl::release(const std::shared_ptr<ProcessState>& state) {
 
 void RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState>& owner) {
   const pid_t our_group = ::getpgrp();
-  for (pid_t child : own_children()) {
-    if (!loop_->seen_children.insert(child).second) continue;
+  const auto children = own_children();
+  // Forget children that are gone, so that a recycled pid is looked at again.
+  std::erase_if(loop_->seen_children, [&](pid_t pid) {
+    return !std::binary_search(children.begin(), children.end(), pid);
+  });
+  const std::string ours = marker_ + "/";
+  for (pid_t child : children) {
+    if (loop_->seen_children.count(child)) continue;
     if (loop_->leaders.count(child)) continue;
+    // Another of our processes' descendant that kept its marker: it is left
+    // for that process's own exit (or stop()) to adopt.
+    std::string marker = environ_value(child, Runtime::marker_variable);
+    if (marker.rfind(ours, 0) == 0 && marker != owner->marker) continue;
+    loop_->seen_children.insert(child);
     // The test binary's own children (std::system, popen...) stay in its group.
     if (process_group(child) == our_group) continue;
     std::error_code ec;
@@ -312,13 +353,15 @@ void RuntimeImpl::forget_adoptee(pid_t pid) {
 }
 
 void Adoptee::on_exit() {
-  // Ours to reap: it was re-parented to us and attributed to `owner_`.
-  reap_pidfd(pidfd_.native_handle());
+  // Forget it before reaping: once reaped, its pid may be a stranger's, and
+  // stop() must no longer find it among the adopted.
   auto owner = owner_.lock();
   if (owner) {
     std::lock_guard lock(owner->mutex);
     std::erase(owner->adopted, pid_);
   }
+  // Ours to reap: it was re-parented to us and attributed to `owner_`.
+  reap_pidfd(pidfd_.native_handle());
   auto self = shared_from_this();  // keep alive while the table lets go
   runtime_.forget_adoptee(pid_);
   if (owner) runtime_.adopt_orphans(owner);

@@ -43,6 +43,7 @@ struct ProcessState {
   mutable std::mutex mutex;
   mutable std::condition_variable exited;
   std::optional<ExitStatus> status;  // set once, by whoever learns it first
+  bool reaping = false;              // stop() is about to reap the leader
   std::chrono::steady_clock::time_point exit_seen;
   std::list<std::shared_ptr<ExitCallback>> exit_callbacks;
   // Orphans re-parented to us (the subreaper) when this process or one of its

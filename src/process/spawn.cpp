@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <optional>
 #include <string_view>
 
 #include "roadie/error.hpp"
@@ -77,7 +78,12 @@ struct ChildSetup : bp::extend::handler {
     };
     if (::setpgid(0, 0) != 0) fail(kSetupFailed);
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(kSetupFailed);
-    if (::dup2(stdin_fd, 0) < 0 || ::dup2(stdout_fd, 1) < 0 || ::dup2(stderr_fd, 2) < 0) {
+    // dup2 onto itself does nothing and would leave close-on-exec set (when
+    // the test binary runs with 0, 1 or 2 closed, a pipe can get that number).
+    auto wire = [](int from, int to) {
+      return from == to ? ::fcntl(to, F_SETFD, 0) : ::dup2(from, to);
+    };
+    if (wire(stdin_fd, 0) < 0 || wire(stdout_fd, 1) < 0 || wire(stderr_fd, 2) < 0) {
       fail(kSetupFailed);
     }
     // Ignored signals stay ignored across exec; a service must see the
@@ -159,15 +165,20 @@ SpawnedChild spawn_child(const Command& command, const std::vector<std::string>&
     }
   }
 
+  std::optional<Pipe> out, err;
+  try {
+    out.emplace();
+    err.emplace();
+  } catch (const std::system_error& e) {
+    fail(command, e.code(), std::string("cannot create its pipes: ") + e.what());
+  }
   int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (devnull < 0) fail(command, {errno, std::system_category()}, "cannot open /dev/null");
-  Pipe out;
-  Pipe err;
   pid_t failed_pid = -1;
   ChildSetup setup;
   setup.stdin_fd = devnull;
-  setup.stdout_fd = out.write;
-  setup.stderr_fd = err.write;
+  setup.stdout_fd = out->write;
+  setup.stderr_fd = err->write;
   setup.cwd = command.cwd() ? cwd.c_str() : nullptr;
   setup.envp = envp.data();
   setup.failed_pid = &failed_pid;
@@ -187,8 +198,8 @@ SpawnedChild spawn_child(const Command& command, const std::vector<std::string>&
   child.detach();  // we wait and reap ourselves; Boost must not touch the child
   SpawnedChild result;
   result.pid = child.id();
-  result.stdout_fd = std::exchange(out.read, -1);
-  result.stderr_fd = std::exchange(err.read, -1);
+  result.stdout_fd = std::exchange(out->read, -1);
+  result.stderr_fd = std::exchange(err->read, -1);
   ::fcntl(result.stdout_fd, F_SETFL, O_NONBLOCK);
   ::fcntl(result.stderr_fd, F_SETFL, O_NONBLOCK);
   return result;

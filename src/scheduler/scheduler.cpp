@@ -123,6 +123,13 @@ struct Runner {
     s.aborting = true;
     s.ok = false;
     s.abort_reason = reason;
+    // Handed to the pool but not picked up yet: they never start.
+    for (Node* queued : s.work) {
+      --s.in_flight;
+      release_slot(*queued);
+      settle(*queued, JobState::cancelled, "not started: " + reason, false);
+    }
+    s.work.clear();
     for (auto& n : s.nodes) {
       if (n->state == JobState::running) {
         n->cancel_requested = true;
