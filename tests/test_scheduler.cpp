@@ -358,6 +358,25 @@ TEST_F(SchedulerTest, WindowSlotIsReleasedOnTimeoutAndCancel) {
   EXPECT_EQ(last.result<int>(), 2);
 }
 
+TEST_F(SchedulerTest, StopCallbacksMayCallIntoTheScheduler) {
+  // Stop requests are sent outside the scheduler's lock.
+  Scheduler s;
+  Job job;
+  std::atomic<bool> seen{false};
+  job = s.add(
+      [&](JobContext& ctx) {
+        std::stop_callback on_stop(ctx.stop_token(), [&] {
+          (void)job.state();
+          seen = true;
+        });
+        if (!ctx.sleep_for(30s)) throw roadie::Cancelled("stopped");
+      },
+      {.label = "watcher", .critical = false, .timeout = 50ms});
+  EXPECT_TRUE(s.run());
+  EXPECT_TRUE(seen.load());
+  EXPECT_EQ(job.state(), JobState::timed_out);
+}
+
 // --- nesting --------------------------------------------------------------------------------
 
 TEST_F(SchedulerTest, NestedSchedulerRunsAsOneJob) {

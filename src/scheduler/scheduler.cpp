@@ -133,13 +133,32 @@ struct Runner {
     for (auto& n : s.nodes) {
       if (n->state == JobState::running) {
         n->cancel_requested = true;
-        n->stop.request_stop();
+        want_stop(*n);
       } else if (n->state == JobState::idle || n->state == JobState::waiting) {
         settle(*n, JobState::cancelled, "not started: " + reason, false);
       }
     }
     s.ready.clear();
     s.changed.notify_all();
+  }
+
+  // Stop requests run the stop callbacks registered on the job's token (user
+  // code among them) on the requesting thread: never under our lock. The
+  // coordinator sends them (send_stops()) after it lets go of the lock.
+  void want_stop(Node& n) {
+    s.stops.push_back(&n);
+    s.changed.notify_all();
+  }
+
+  void send_stops(std::unique_lock<std::mutex>& lock) {
+    while (!s.stops.empty()) {
+      std::vector<std::stop_source> sources;
+      for (Node* n : s.stops) sources.push_back(n->stop);
+      s.stops.clear();
+      lock.unlock();
+      for (auto& source : sources) source.request_stop();
+      lock.lock();
+    }
   }
 
   // Puts a job in a final state and tells its dependents.
@@ -574,13 +593,14 @@ RunReport Scheduler::run(std::stop_token cancel) {
         if (!n->options.forever) continue;
         if (n->state == JobState::running) {
           n->cancel_requested = true;
-          n->stop.request_stop();
+          runner.want_stop(*n);
         } else if (n->state == JobState::idle || n->state == JobState::waiting) {
           std::erase(s.ready, n.get());
           runner.settle(*n, JobState::cancelled, "not started before the end of the run", false);
         }
       }
     }
+    runner.send_stops(lock);
     if (s.unfinished == 0 && s.in_flight == 0) break;
     // The next deadline: the run's, or a running job's own.
     auto next = deadline.value_or(Clock::time_point::max());
@@ -608,7 +628,7 @@ RunReport Scheduler::run(std::stop_token cancel) {
       if (n->state == JobState::running && !n->timed_out &&
           now >= n->start_time + *n->options.timeout) {
         n->timed_out = true;
-        n->stop.request_stop();
+        runner.want_stop(*n);
       }
     }
     if (deadline && now >= *deadline && !s.aborting && s.unfinished > 0) {
@@ -617,6 +637,7 @@ RunReport Scheduler::run(std::stop_token cancel) {
       }
       runner.abort("the run timed out after " + seconds(*s.options.timeout));
     }
+    runner.send_stops(lock);
   }
   s.run_end = Clock::now();
   s.pool_closing = true;

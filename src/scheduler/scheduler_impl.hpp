@@ -73,6 +73,7 @@ struct SchedulerImpl {
   std::size_t unfinished = 0;  // non-forever jobs not in a final state
   std::deque<Node*> ready;     // requirements met, waiting for a slot
   std::vector<Node*> timed;    // started jobs with their own timeout (the coordinator watches them)
+  std::vector<Node*> stops;    // jobs whose stop the coordinator requests, outside the lock
   bool winding_down = false;   // forever jobs are being cancelled: not a failure
   bool shut_down = false;
 
