@@ -322,21 +322,23 @@ TEST_F(SchedulerTest, WindowOfFourOverEightJobsTakesTwoRounds) {
 }
 
 TEST_F(SchedulerTest, BlockingJobsRunTogetherWithoutAWindow) {
-  // The pool starts at the number of cores and grows when its queue stalls.
-  std::atomic<int> now{0}, peak{0};
+  // The pool starts at the number of cores and grows when its queue stalls:
+  // twenty jobs that each wait for all twenty to be running must all run.
+  std::atomic<int> started{0};
   Scheduler s;
+  std::vector<Job> jobs;
   for (int i = 0; i < 20; ++i) {
-    s.add([&](JobContext& ctx) {
-      int n = ++now;
-      int p = peak.load();
-      while (n > p && !peak.compare_exchange_weak(p, n)) {
+    jobs.push_back(s.add([&](JobContext& ctx) {
+      ++started;
+      auto deadline = std::chrono::steady_clock::now() + roadie::scaled(20s);
+      while (started.load() < 20 && std::chrono::steady_clock::now() < deadline) {
+        ctx.sleep_for(1ms);
       }
-      ctx.sleep_for(300ms);
-      --now;
-    });
+      return started.load();
+    }));
   }
   ASSERT_TRUE(s.run());
-  EXPECT_EQ(peak.load(), 20);
+  for (const auto& job : jobs) EXPECT_EQ(job.result<int>(), 20);
 }
 
 TEST_F(SchedulerTest, WindowSlotIsReleasedWhenAJobThrows) {
