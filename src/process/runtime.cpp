@@ -118,19 +118,24 @@ class Watch : public std::enable_shared_from_this<Watch> {
     // before announcing the exit, so that a waiter sees all its output.
     drain(Stream::out);
     drain(Stream::err);
-    if (runtime_.subreaper()) runtime_.adopt_orphans(state);
+    bool publish = true;
     if (!status) {
       std::lock_guard lock(state->mutex);
       // stop() reaped it first: stop() publishes. Otherwise somebody else
       // reaped our child (waitpid(-1), SIGCHLD ignored): no status to be had,
       // but waiters must not wait forever.
-      if (state->reaping) return;
+      publish = !state->reaping;
     }
-    if (!status) {
-      log().warn("{} (pid {}) was reaped by someone else; its exit status is lost", state->name,
-                 state->pid);
+    if (publish) {
+      if (!status) {
+        log().warn("{} (pid {}) was reaped by someone else; its exit status is lost", state->name,
+                   state->pid);
+      }
+      state->publish_exit(status.value_or(ExitStatus::exited(-1)));
     }
-    state->publish_exit(status.value_or(ExitStatus::exited(-1)));
+    // Then its orphans (re-parented before the exit became visible). stop()
+    // does the same after every exit it sees, so none is missed.
+    if (runtime_.subreaper()) runtime_.adopt_orphans(state);
   }
 
   RuntimeImpl& runtime_;
