@@ -134,8 +134,10 @@ class Watch : public std::enable_shared_from_this<Watch> {
       state->publish_exit(status.value_or(ExitStatus::exited(-1)));
     }
     // Then its orphans (re-parented before the exit became visible). stop()
-    // does the same after every exit it sees, so none is missed.
-    if (runtime_.subreaper()) runtime_.adopt_orphans(state);
+    // does the same after every exit it sees, so none is missed. If an exit
+    // callback dropped the process, this watch was released (and the runtime
+    // may be gone): stop() has done the adopting.
+    if (state_ && runtime_.subreaper()) runtime_.adopt_orphans(state);
   }
 
   RuntimeImpl& runtime_;
