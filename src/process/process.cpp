@@ -216,7 +216,15 @@ ExitStatus Process::stop(const StopOptions& options) {
     // look again after every exit.
     track_new();
     auto waiting = alive();
-    if (waiting.empty()) break;
+    if (waiting.empty()) {
+      // Everything known has exited, perhaps since the look above. Orphans are
+      // re-parented to us before an exit becomes visible, so one more look
+      // after seeing the exits finds them all; stop only when it finds none.
+      const std::size_t known = tracked.size();
+      track_new();
+      if (tracked.size() == known) break;
+      continue;
+    }
     if (std::chrono::steady_clock::now() >= deadline) {
       if (escalated) {
         detail::log().error("{} (pid {}): {} process(es) still alive {} s after {}", s.name, s.pid,
