@@ -17,28 +17,20 @@
 #include "roadie/clock.hpp"
 #include "roadie/error.hpp"
 #include "roadie/process.hpp"
+#include "text.hpp"
 
 namespace roadie {
+
+using detail::default_name;
+using detail::seconds;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string seconds(Clock::duration d) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.2f s", std::chrono::duration<double>(d).count());
-  return text;
-}
-
 std::string last_output(const Output& output) {
   std::string excerpt = output.excerpt(20);
   return excerpt.empty() ? "It printed nothing." : "Last output:\n" + excerpt;
-}
-
-std::string default_name(const Command& command) {
-  const std::string& program = command.program();
-  auto slash = program.rfind('/');
-  return slash == std::string::npos ? program : program.substr(slash + 1);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "../log.hpp"
+#include "../text.hpp"
 #include "linux.hpp"
 #include "roadie/error.hpp"
 #include "runtime_impl.hpp"
@@ -155,12 +156,6 @@ std::string random_hex() {
   char text[17];
   std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value));
   return text;
-}
-
-std::string default_name(const Command& command) {
-  const std::string& program = command.program();
-  auto slash = program.rfind('/');
-  return slash == std::string::npos ? program : program.substr(slash + 1);
 }
 
 }  // namespace

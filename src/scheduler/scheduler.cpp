@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "../log.hpp"
+#include "../text.hpp"
 #include "scheduler_impl.hpp"
 
 namespace roadie {
@@ -13,6 +14,7 @@ using detail::Clock;
 using detail::JobKind;
 using detail::Node;
 using detail::SchedulerImpl;
+using detail::seconds;
 
 std::string_view to_string(JobState state) noexcept {
   switch (state) {
@@ -49,12 +51,6 @@ bool JobContext::sleep_for(std::chrono::nanoseconds duration) const {
 }
 
 namespace {
-
-std::string seconds(Clock::duration d) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.2f s", std::chrono::duration<double>(d).count());
-  return text;
-}
 
 std::string message_of(const std::exception_ptr& error) {
   if (!error) return {};

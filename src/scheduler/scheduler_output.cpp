@@ -7,6 +7,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "../text.hpp"
 #include "roadie/scheduler.hpp"
 #include "scheduler_impl.hpp"
 
@@ -16,6 +17,7 @@ using detail::Clock;
 using detail::JobKind;
 using detail::Node;
 using detail::SchedulerImpl;
+using detail::seconds;
 
 namespace {
 
@@ -28,12 +30,6 @@ bool utf8_terminal() {
     return v.find("utf-8") != std::string::npos || v.find("utf8") != std::string::npos;
   }
   return false;
-}
-
-std::string seconds(Clock::duration d) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.2f s", std::chrono::duration<double>(d).count());
-  return text;
 }
 
 std::string pad(std::string text, std::size_t width) {
