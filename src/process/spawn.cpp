@@ -1,3 +1,9 @@
+// Boost.Process builds its vfork launcher only when the X/Open feature level
+// is below 700, which g++ (always _GNU_SOURCE) never is; it has to be asked
+// for before any Boost header. vfork shares the parent's page tables instead
+// of copying them, the largest single cost of a spawn from a big test binary.
+#define BOOST_POSIX_HAS_VFORK 1
+
 #include "spawn.hpp"
 
 #include <fcntl.h>
@@ -10,6 +16,7 @@
 #include <boost/process/child.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
+#include <boost/process/posix.hpp>
 #include <boost/process/search_path.hpp>
 #include <cerrno>
 #include <csignal>
@@ -29,10 +36,13 @@ namespace roadie::detail {
 
 namespace {
 
-// Why a step in the child failed; static strings, as the child may only make
-// async-signal-safe calls.
-constexpr const char* kChdirFailed = "chdir";
-constexpr const char* kSetupFailed = "setup";
+// What the child reports through the status pipe when a step fails: the
+// step and errno, written with one write(2) before _exit.
+enum class Step : int { setup = 1, chdir = 2, exec = 3 };
+struct Failure {
+  Step step;
+  int error;
+};
 
 struct Pipe {
   int read = -1;
@@ -52,17 +62,27 @@ struct Pipe {
   }
 };
 
-// What Boost.Process does not do for us, done in the child between fork and
+// What Boost.Process does not do for us, done in the child between vfork and
 // exec (Boost's own start_dir ignores a failed chdir, so the directory change
-// is ours too), plus the parent-side record of a failed child's pid, because
-// Boost reaps it only with WNOHANG.
+// is ours too). A failed step or exec is reported through our own
+// close-on-exec status pipe rather than Boost's shared-memory error, because
+// sanitizers may turn vfork into fork, where shared memory is not shared.
+// The child shares the parent's memory: it writes nothing but its own stack,
+// and makes only async-signal-safe calls.
 struct ChildSetup : bp::extend::handler {
   int stdin_fd;
   int stdout_fd;
   int stderr_fd;
-  const char* cwd;  // nullptr: keep the parent's
+  int status_fd;      // write end of the status pipe
+  const char* cwd;    // nullptr: keep the parent's
   char** envp;
-  pid_t* failed_pid;
+  pid_t* failed_pid;  // a child Boost reported as failed, to be reaped
+
+  void report(Step step) const {
+    const Failure failure{step, errno};
+    while (::write(status_fd, &failure, sizeof failure) < 0 && errno == EINTR) {
+    }
+  }
 
   template <class Executor>
   void on_setup(Executor& exec) const {
@@ -70,21 +90,20 @@ struct ChildSetup : bp::extend::handler {
   }
 
   template <class Executor>
-  void on_exec_setup(Executor& exec) const {
-    // Only async-signal-safe calls from here on.
-    auto fail = [&exec](const char* what) {
-      exec.set_error(std::error_code(errno, std::system_category()), what);
+  void on_exec_setup(Executor&) const {
+    auto fail = [this](Step step) {
+      report(step);
       ::_exit(127);
     };
-    if (::setpgid(0, 0) != 0) fail(kSetupFailed);
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(kSetupFailed);
+    if (::setpgid(0, 0) != 0) fail(Step::setup);
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(Step::setup);
     // dup2 onto itself does nothing and would leave close-on-exec set (when
     // the test binary runs with 0, 1 or 2 closed, a pipe can get that number).
     auto wire = [](int from, int to) {
       return from == to ? ::fcntl(to, F_SETFD, 0) : ::dup2(from, to);
     };
     if (wire(stdin_fd, 0) < 0 || wire(stdout_fd, 1) < 0 || wire(stderr_fd, 2) < 0) {
-      fail(kSetupFailed);
+      fail(Step::setup);
     }
     // Ignored signals stay ignored across exec; a service must see the
     // defaults, whatever the test binary did with them.
@@ -94,10 +113,15 @@ struct ChildSetup : bp::extend::handler {
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (cwd != nullptr && ::chdir(cwd) != 0) fail(kChdirFailed);
-    // Nothing but stdio reaches the service (Boost's error pipe is already
+    if (cwd != nullptr && ::chdir(cwd) != 0) fail(Step::chdir);
+    // Nothing but stdio reaches the service (the status pipe is already
     // close-on-exec and must stay open until exec).
     ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  }
+
+  template <class Executor>
+  void on_exec_error(Executor&, const std::error_code&) const {
+    report(Step::exec);  // Boost calls _exit next
   }
 
   template <class Executor>
@@ -165,10 +189,11 @@ SpawnedChild spawn_child(const Command& command, const std::vector<std::string>&
     }
   }
 
-  std::optional<Pipe> out, err;
+  std::optional<Pipe> out, err, status;
   try {
     out.emplace();
     err.emplace();
+    status.emplace();
   } catch (const std::system_error& e) {
     fail(command, e.code(), std::string("cannot create its pipes: ") + e.what());
   }
@@ -179,21 +204,36 @@ SpawnedChild spawn_child(const Command& command, const std::vector<std::string>&
   setup.stdin_fd = devnull;
   setup.stdout_fd = out->write;
   setup.stderr_fd = err->write;
+  setup.status_fd = status->write;
   setup.cwd = command.cwd() ? cwd.c_str() : nullptr;
   setup.envp = envp.data();
   setup.failed_pid = &failed_pid;
 
   std::vector<std::string> args(command.argv().begin() + 1, command.argv().end());
   std::error_code ec;
-  bp::child child(bp::exe = exe.string(), bp::args = args, setup, ec);
+  bp::child child(bp::exe = exe.string(), bp::args = args, setup, bp::posix::use_vfork, ec);
   ::close(devnull);
-  if (ec) {
-    // Boost reaps the failed child with WNOHANG only, which misses a child
-    // that has not finished its _exit yet.
-    if (failed_pid > 0) ::waitpid(failed_pid, nullptr, 0);
+  ::close(std::exchange(status->write, -1));
+  // EOF: the exec succeeded (the pipe closed with it). With a real vfork the
+  // child has already exec'd or exited here; with fork this waits for it.
+  Failure failure{};
+  ssize_t got;
+  while ((got = ::read(status->read, &failure, sizeof failure)) < 0 && errno == EINTR) {
+  }
+  if (ec || got > 0) {
+    // Reap the failed child (Boost tries only with WNOHANG, too early).
+    const pid_t failed = child.valid() ? child.id() : failed_pid;
+    if (child.valid()) child.detach();
+    if (failed > 0) ::waitpid(failed, nullptr, 0);
+    if (got > 0) ec = std::error_code(failure.error, std::system_category());
     // The working directory was checked above, so a failure here is almost
     // always the exec itself (a vanished directory is the rare exception).
-    fail(command, ec, "cannot execute '" + exe.string() + "': " + ec.message());
+    const std::string what = got > 0 && failure.step == Step::chdir
+                                 ? "cannot enter working directory '" + cwd + "'"
+                             : got > 0 && failure.step == Step::setup
+                                 ? "cannot prepare the child for '" + exe.string() + "'"
+                                 : "cannot execute '" + exe.string() + "'";
+    fail(command, ec, what + ": " + ec.message());
   }
   child.detach();  // we wait and reap ourselves; Boost must not touch the child
   SpawnedChild result;
