@@ -287,7 +287,14 @@ struct Runner {
     // Threads are made on demand and reused: up to base_threads() at once,
     // more when the coordinator sees the queue stall (see grow()).
     const std::size_t available = s.idle_threads + (from_worker ? 1 : 0);
-    const std::size_t base = base_threads(s.options.jobs_window);
+    // Services and nested schedulers are known to block (on readiness, on
+    // their own jobs): each gets a thread at once instead of after a stall.
+    std::size_t blocking = 0;
+    for (const Node* n : jobs) blocking += n->kind != JobKind::callable ? 1 : 0;
+    std::size_t base = base_threads(s.options.jobs_window);
+    if (s.options.jobs_window == 0) {
+      base = std::min(kMaxThreads, std::max(base, s.threads.size() - s.idle_threads + blocking));
+    }
     for (std::size_t i = available; i < s.work.size() && s.threads.size() < base; ++i) {
       s.threads.emplace_back([this] { worker(); });
     }
