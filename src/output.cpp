@@ -70,20 +70,24 @@ struct Output::State {
   std::atomic<std::size_t> subscriber_count{0};
 
   // Adds completed lines; called with `mutex` held.
-  void push(Stream s, std::string&& text, std::chrono::system_clock::time_point now,
-            std::vector<Line>* published) {
+  // Stores the line `head` + `tail` (a complete line's trailing '\r' dropped;
+  // a line cut at the length bound keeps every byte). When the ring
+  // is full the oldest line's storage is reused, so a flood of lines costs no
+  // allocation per line.
+  void push(Stream s, std::string_view head, std::string_view tail, bool complete,
+            std::chrono::system_clock::time_point now, std::vector<Line>* published) {
     auto& buf = streams[index(s)];
     Line line;
-    // When the ring is full, recycle the oldest line's storage.
     if (buf.lines.size() >= options.max_lines && !buf.lines.empty()) {
       line = std::move(buf.lines.front());
       buf.bytes -= line.text.size();
       buf.lines.pop_front();
       ++buf.dropped;
-      line.text.assign(text);
-    } else {
-      line.text = std::move(text);
     }
+    line.text.reserve(head.size() + tail.size());
+    line.text.assign(head);
+    line.text.append(tail);
+    if (complete && !line.text.empty() && line.text.back() == '\r') line.text.pop_back();
     line.seq = next_seq++;
     line.stream = s;
     line.time = now;
@@ -168,8 +172,8 @@ void Output::append(Stream stream, std::string_view bytes) {
       // cut, so output without newlines cannot grow memory without bound.
       const std::size_t room = max_line - buf.partial.size();
       if (segment > room) {
-        buf.partial.append(bytes.substr(0, room));
-        state_->push(stream, std::move(buf.partial), now, collect ? &published : nullptr);
+        state_->push(stream, buf.partial, bytes.substr(0, room), false, now,
+                     collect ? &published : nullptr);
         buf.partial.clear();
         bytes.remove_prefix(room);
         continue;
@@ -178,16 +182,9 @@ void Output::append(Stream stream, std::string_view bytes) {
         buf.partial.append(bytes);
         break;
       }
-      std::string text;
-      if (buf.partial.empty()) {
-        text.assign(bytes.substr(0, segment));
-      } else {
-        text = std::move(buf.partial);
-        buf.partial.clear();
-        text.append(bytes.substr(0, segment));
-      }
-      if (!text.empty() && text.back() == '\r') text.pop_back();
-      state_->push(stream, std::move(text), now, collect ? &published : nullptr);
+      state_->push(stream, buf.partial, bytes.substr(0, segment), true, now,
+                   collect ? &published : nullptr);
+      buf.partial.clear();
       bytes.remove_prefix(newline + 1);
     }
   }
@@ -202,12 +199,10 @@ void Output::close(Stream stream) {
     if (buf.closed) return;
     buf.closed = true;
     if (!buf.partial.empty()) {
-      std::string text = std::move(buf.partial);
-      buf.partial.clear();
-      if (text.back() == '\r') text.pop_back();
       bool collect = state_->subscriber_count.load(std::memory_order_relaxed) != 0;
-      state_->push(stream, std::move(text), std::chrono::system_clock::now(),
+      state_->push(stream, buf.partial, {}, true, std::chrono::system_clock::now(),
                    collect ? &published : nullptr);
+      buf.partial.clear();
     }
   }
   state_->notify(published);
