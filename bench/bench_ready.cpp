@@ -1,8 +1,11 @@
 // Readiness benchmark. For a child that becomes ready at a known moment (it
-// prints its clock just before the event), the delay from that moment to
+// prints its clock at the event: the banner, bind, rename of the pid file,
+// its HTTP serving loop starting), the delay from that moment to
 // Executor::start() returning, per check kind, as median and p95; next to the
 // floor measured in the same run: the same child under a bare fork/exec,
-// detected by a tight loop (connect, stat, HTTP GET) or a blocking read.
+// detected by a tight loop (connect, stat, HTTP GET) or a blocking read. On
+// two cores a tight HTTP loop competes with the starting server, so roadie's
+// backed-off probes can come out level with that floor.
 // Also: Executor::stop() of a cooperative service.
 //
 // Usage: bench_ready [--quick]
