@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <mutex>
+#include <system_error>
 
 #include "../log.hpp"
 #include "../text.hpp"
@@ -296,7 +297,7 @@ struct Runner {
       base = std::min(kMaxThreads, std::max(base, s.threads.size() - s.idle_threads + blocking));
     }
     for (std::size_t i = available; i < s.work.size() && s.threads.size() < base; ++i) {
-      s.threads.emplace_back([this] { worker(); });
+      if (!add_thread()) break;
     }
     if (s.work.size() > available && !s.stalled_since) {
       s.stalled_since = Clock::now();
@@ -306,11 +307,29 @@ struct Runner {
     for (std::size_t i = 0; i < wake; ++i) s.work_ready.notify_one();
   }
 
+  // One more worker. When the system refuses a thread, the queue waits for the
+  // workers there are; with none at all, nothing could ever run: the run is
+  // aborted with the reason.
+  bool add_thread() {
+    try {
+      s.threads.emplace_back([this] { worker(); });
+      return true;
+    } catch (const std::system_error& e) {
+      if (!s.thread_refused) {
+        s.thread_refused = true;
+        log().warn("scheduler '{}': cannot start another worker thread ({}); {} running",
+                   s.options.label, e.what(), s.threads.size());
+      }
+      if (s.threads.empty()) abort(std::string("cannot start a worker thread: ") + e.what());
+      return false;
+    }
+  }
+
   // Called by the coordinator when queued work has waited with every worker busy.
   void grow() {
     const std::size_t more = std::min(s.work.size(), std::max<std::size_t>(s.threads.size(), 1));
     for (std::size_t i = 0; i < more && s.threads.size() < kMaxThreads; ++i) {
-      s.threads.emplace_back([this] { worker(); });
+      if (!add_thread()) break;
     }
     // Look again: if the new workers block too, the queue stalls again.
     s.stalled_since = Clock::now();

@@ -65,6 +65,7 @@ struct SchedulerImpl {
   bool has_run = false;
   bool ok = true;
   bool aborting = false;
+  bool thread_refused = false;  // the system refused a worker thread (warned once)
   std::string abort_reason;
   Clock::time_point run_start{};
   Clock::time_point run_end{};
