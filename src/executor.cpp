@@ -159,7 +159,11 @@ Executor& Executor::start(std::stop_token cancel) {
   if (d.proc.valid() && d.proc.running()) return *this;
   if (d.proc.valid()) d.finish(false);  // the last run ended by itself: reap it quietly
 
-  d.check.check().ensure_free();
+  try {
+    d.check.check().ensure_free();
+  } catch (const AlreadyRunning& e) {
+    throw AlreadyRunning(d.describe() + " not started: " + e.what());
+  }
   d.fire([](ExecutorListener& l, const Executor& e) { l.on_starting(e); });
 
   Command command = d.command;
@@ -233,10 +237,14 @@ Executor& Executor::start(std::stop_token cancel) {
       }
       if (ready) break;
       if (cancelled.load()) {
+        // Asked to stop (a scheduler's abort or job timeout): the service gets
+        // its stop escalation (stop signal, grace, kill signal) like any stop.
         probe.reset();
-        d.finish(true);
-        throw Cancelled(d.describe() + ": start cancelled after " + seconds(Clock::now() - t0) +
-                        " while waiting for " + d.check.describe());
+        const auto waited = Clock::now() - t0;
+        ExitStatus status = d.finish(false);
+        throw Cancelled(d.describe() + ": start cancelled after " + seconds(waited) +
+                        " while waiting for " + d.check.describe() + "; stopped, " +
+                        status.describe());
       }
       auto now = Clock::now();
       if (now >= deadline) {

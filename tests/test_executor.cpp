@@ -208,20 +208,23 @@ TEST_F(ExecutorTest, ExitBeforeTheBannerFailsAtOnce) {
                                "output:\n  \\[stdout\\] exiting\n"));
     }
   });
-  EXPECT_LT(took, 30s);  // not the 60 s start timeout
+  EXPECT_LT(took, roadie::scaled(5s));  // at once, not after the 60 s start timeout
   EXPECT_FALSE(e.running());
 }
 
 TEST_F(ExecutorTest, ExitWithCodeZeroBeforeReadyFailsAndSaysSo) {
   TcpExecutor e(Command{child("child_exit"), "0"}, "127.0.0.1", free_port(), with_timeout(60s));
-  try {
-    e.start();
-    FAIL() << "no exception";
-  } catch (const roadie::ProcessExitedWithError& error) {
-    EXPECT_EQ(error.exit_code(), 0);
-    EXPECT_THAT(error.what(), HasSubstr("exited with code 0 after"));
-    EXPECT_THAT(error.what(), HasSubstr("It exited with code 0 before it was ready"));
-  }
+  auto took = timed([&] {
+    try {
+      e.start();
+      FAIL() << "no exception";
+    } catch (const roadie::ProcessExitedWithError& error) {
+      EXPECT_EQ(error.exit_code(), 0);
+      EXPECT_THAT(error.what(), HasSubstr("exited with code 0 after"));
+      EXPECT_THAT(error.what(), HasSubstr("It exited with code 0 before it was ready"));
+    }
+  });
+  EXPECT_LT(took, roadie::scaled(5s));  // at once, not after the 60 s start timeout
 }
 
 TEST_F(ExecutorTest, KilledBySignalBeforeReadyReadsAsMinusN) {
@@ -293,8 +296,96 @@ TEST_F(ExecutorTest, ServiceIgnoringTheStopSignalIsKilledAfterStopTimeout) {
   e.start();
   auto took = timed([&] { e.stop(); });  // killed by the kill signal: expected, no throw
   EXPECT_GE(took, 300ms);
-  EXPECT_LT(took, 30s);  // the stop timeout, not the 60 s start timeout
+  EXPECT_LT(took, roadie::scaled(5s));  // the stop timeout, not the 60 s start timeout
   EXPECT_EQ(e.exit_status()->signal(), SIGKILL);
+}
+
+TEST_F(ExecutorTest, TheKillSignalIsTheOneSentAfterTheGrace) {
+  ExecutorOptions options;
+  options.stop_timeout = 200ms;
+  options.kill_signal = SIGUSR1;  // ends the child too: its default action
+  options.expected_exit_codes = {-SIGUSR1};
+  OutputExecutor e(Command{child("child_ignore_term")}, "ignoring", options);
+  e.start();
+  auto took = timed([&] { e.stop(); });
+  EXPECT_GE(took, 200ms);
+  EXPECT_EQ(e.exit_status()->signal(), SIGUSR1);
+}
+
+TEST_F(ExecutorTest, KillEndsARunningServiceWithoutTheGrace) {
+  ExecutorOptions options;
+  options.stop_timeout = 60s;
+  OutputExecutor e(Command{child("child_ignore_term")}, "ignoring", options);
+  e.start();
+  auto took = timed([&] { e.kill(); });
+  EXPECT_LT(took, roadie::scaled(5s));  // not the 60 s grace
+  EXPECT_FALSE(e.running());
+  EXPECT_EQ(e.exit_status()->signal(), SIGKILL);
+}
+
+TEST_F(ExecutorTest, CancellingAStartStopsTheServiceWithItsEscalation) {
+  ExecutorOptions options = with_timeout(60s);
+  options.stop_timeout = 200ms;
+  auto recorder = std::make_shared<Recorder>();
+  // Ignores SIGTERM, never prints the banner: the escalation must reach SIGKILL.
+  OutputExecutor e(Command{child("child_ignore_term")}, "never printed", options);
+  e.add_listener(recorder);
+  std::stop_source cancel;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(100ms);
+    cancel.request_stop();
+  });
+  auto took = timed([&] {
+    try {
+      e.start(cancel.get_token());
+      FAIL() << "no exception";
+    } catch (const roadie::Cancelled& error) {
+      EXPECT_THAT(error.what(),
+                  MatchesRegex("service 'child_ignore_term' \\(`.*/child_ignore_term`\\): start "
+                               "cancelled after [0-9.]+ s while waiting for banner /never "
+                               "printed/; stopped, killed by signal 9 \\(SIGKILL\\)"));
+    }
+  });
+  canceller.join();
+  EXPECT_GE(took, 300ms);  // 100 ms, then the 200 ms grace before the kill signal
+  EXPECT_LT(took, roadie::scaled(10s));
+  EXPECT_FALSE(e.running());
+  auto events = recorder->events();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back(), "stopped child_ignore_term: killed by signal 9 (SIGKILL)");
+}
+
+TEST_F(ExecutorTest, ReplaceEnvStartsFromAnEmptyEnvironment) {
+  ExecutorOptions options;
+  options.replace_env = true;
+  options.env = {{"ONLY_THIS", "1"}};
+  OutputExecutor e(Command{child("child_env"), "--stay", "ONLY_THIS", "HOME", "PATH"}, "^done$",
+                   options);
+  e.start();
+  auto text = e.output().text(Stream::out);
+  EXPECT_THAT(text, HasSubstr("ONLY_THIS=1\n"));
+  EXPECT_THAT(text, HasSubstr("HOME unset\n"));
+  EXPECT_THAT(text, HasSubstr("PATH unset\n"));
+}
+
+TEST_F(ExecutorTest, OutputBoundsKeepTheLastLines) {
+  ExecutorOptions options;
+  options.max_output_lines = 5;
+  options.max_output_bytes = 1024 * 1024;
+  OutputExecutor e(Command{child("child_chatty"), "1"}, "banner", options);
+  e.start();
+  auto lines = e.output().lines(Stream::out);
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_THAT(lines.back().text, HasSubstr("banner"));
+
+  ExecutorOptions by_bytes;
+  by_bytes.max_output_bytes = 1000;  // ~10 filler lines of 100 bytes
+  OutputExecutor f(Command{child("child_chatty"), "1"}, "banner", by_bytes);
+  f.start();
+  std::size_t bytes = 0;
+  for (const auto& line : f.output().lines(Stream::out)) bytes += line.text.size();
+  EXPECT_LE(bytes, 1000u);
+  EXPECT_GE(f.output().lines(Stream::out).size(), 2u);
 }
 
 TEST_F(ExecutorTest, StoppedOnAServiceThatIsNotRunningIsAClearError) {
@@ -351,10 +442,48 @@ TEST_F(ExecutorTest, SecondExecutorOnTheSamePortIsAlreadyRunning) {
     second.start();
     FAIL() << "no exception";
   } catch (const roadie::AlreadyRunning& error) {
-    EXPECT_EQ(std::string(error.what()),
-              "tcp 127.0.0.1:" + std::to_string(port) + " is already served by another process");
+    EXPECT_THAT(error.what(), MatchesRegex("service 'child_listen' \\(`.*/child_listen tcp:" +
+                                           std::to_string(port) +
+                                           "`\\) not started: tcp 127\\.0\\.0\\.1:" +
+                                           std::to_string(port) +
+                                           " is already served by another process"));
   }
   EXPECT_EQ(second.pid(), -1);  // nothing was started
+}
+
+TEST_F(ExecutorTest, SecondExecutorOnTheSameHttpEndpointIsAlreadyRunning) {
+  auto port = free_port();
+  std::string url = "http://127.0.0.1:" + std::to_string(port) + "/health";
+  Command command{child("child_http"), std::to_string(port)};
+  HttpExecutor first(command, url);
+  first.start();
+  HttpExecutor second(command, url);
+  try {
+    second.start();
+    FAIL() << "no exception";
+  } catch (const roadie::AlreadyRunning& error) {
+    EXPECT_THAT(error.what(), HasSubstr("not started: http http://127.0.0.1:" +
+                                        std::to_string(port) +
+                                        " is already served by another process"));
+  }
+  EXPECT_EQ(second.pid(), -1);
+}
+
+TEST_F(ExecutorTest, SecondExecutorOnTheSameUnixSocketIsAlreadyRunning) {
+  roadie::testing::TempDir dir;
+  auto socket = dir.path() / "service.sock";
+  Command command{child("child_listen"), "unix:" + socket.string()};
+  UnixSocketExecutor first(command, socket);
+  first.start();
+  UnixSocketExecutor second(command, socket);
+  try {
+    second.start();
+    FAIL() << "no exception";
+  } catch (const roadie::AlreadyRunning& error) {
+    EXPECT_THAT(error.what(), HasSubstr("not started: unix socket " + socket.string() +
+                                        " is already served by another process"));
+  }
+  EXPECT_EQ(second.pid(), -1);
 }
 
 TEST_F(ExecutorTest, HttpStatusMustMatchTheDefault2xx) {
@@ -589,6 +718,12 @@ TEST_F(ExecutorTest, MovedExecutorKeepsItsService) {
 TEST(TimeScale, DISABLED_ReadsTheEnvironment) {
   EXPECT_EQ(roadie::time_scale(), 2.5);
   EXPECT_EQ(roadie::scaled(100ms), 250ms);
+  // A 400 ms start deadline stretched to 1 s: a banner after 600 ms is in time.
+  OutputExecutor e(Command{child("child_banner"), "--delay-ms", "600"}, "ready",
+                   with_timeout(400ms));
+  e.start();
+  EXPECT_TRUE(e.running());
+  e.stop();
 }
 
 TEST_F(ExecutorTest, TimeScaleStretchesDeadlines) {

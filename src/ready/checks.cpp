@@ -8,6 +8,8 @@
 #include <cstring>
 #include <regex>
 
+#include "../text.hpp"
+#include "roadie/clock.hpp"
 #include "roadie/error.hpp"
 #include "roadie/process.hpp"
 #include "roadie/ready.hpp"
@@ -119,7 +121,7 @@ class SocketProbe final : public Probe {
 void ensure_not_served(const std::vector<detail::Endpoint>& endpoints, const std::string& what) {
   for (const auto& e : endpoints) {
     std::string failure;
-    if (detail::try_connect(e, Clock::now() + std::chrono::milliseconds(200), failure)) {
+    if (detail::try_connect(e, Clock::now() + scaled(std::chrono::milliseconds(200)), failure)) {
       throw AlreadyRunning(what + " is already served by another process");
     }
   }
@@ -239,11 +241,11 @@ class ExecCheck final : public Check {
       options.name = "readiness probe";
       options.stop.grace = std::chrono::milliseconds(100);
       auto process = Process::spawn(command_, options);
-      auto limit = std::min(deadline, Clock::now() + timeout_);
+      auto limit = std::min(deadline, Clock::now() + scaled(timeout_));
       auto status = process.wait_for(limit - Clock::now());
       if (!status) {
         process.kill();
-        failure_ = "the probe did not finish within " + std::to_string(timeout_.count()) + " ms";
+        failure_ = "the probe did not finish within " + detail::seconds(scaled(timeout_));
         return false;
       }
       process.stop();

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <regex>
 
+#include "roadie/clock.hpp"
 #include "roadie/error.hpp"
 #include "roadie/ready.hpp"
 #include "sockets.hpp"
@@ -58,7 +59,7 @@ class HttpProbe final : public Probe {
     }
     if (!accepting) return false;
 
-    auto limit = std::min(deadline, Clock::now() + request_.attempt_timeout);
+    auto limit = std::min(deadline, Clock::now() + scaled(request_.attempt_timeout));
     auto budget =
         std::max(std::chrono::duration_cast<std::chrono::microseconds>(limit - Clock::now()),
                  std::chrono::microseconds(10'000));
@@ -115,7 +116,7 @@ class HttpReadiness final : public Check {
   void ensure_free() const override {
     for (const auto& e : detail::resolve_tcp(url_.host, url_.port)) {
       std::string failure;
-      if (detail::try_connect(e, Clock::now() + std::chrono::milliseconds(200), failure)) {
+      if (detail::try_connect(e, Clock::now() + scaled(std::chrono::milliseconds(200)), failure)) {
         throw AlreadyRunning("http " + url_.scheme_host_port +
                              " is already served by another process");
       }
