@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "roadie/clock.hpp"
+#include "roadie/process.hpp"
 #include "roadie/scheduler.hpp"
 #include "test_support.hpp"
 
@@ -360,6 +361,30 @@ TEST_F(SchedulerTest, WindowSlotIsReleasedOnTimeoutAndCancel) {
   EXPECT_EQ(last.result<int>(), 2);
 }
 
+TEST_F(SchedulerTest, ForeverJobsDoNotStarveAWindow) {
+  Scheduler s({.jobs_window = 1});
+  Job monitor = s.add([](JobContext& ctx) { ctx.sleep_for(1h); },
+                      {.label = "monitor", .forever = true});
+  Job a = s.add([] { return 1; }, {.label = "a"});
+  Job b = s.add([] { return 2; }, {.label = "b"});
+  auto report = s.run();
+  EXPECT_TRUE(report) << report.why();
+  EXPECT_EQ(a.result<int>(), 1);
+  EXPECT_EQ(b.result<int>(), 2);
+  EXPECT_EQ(monitor.state(), JobState::cancelled);
+}
+
+TEST_F(SchedulerTest, DuplicateRequirementsAreIgnored) {
+  Events events;
+  Scheduler s;
+  Job a = s.add(in_out(events, "a", 10ms), {.label = "a"});
+  Job b = s.add(in_out(events, "b", 0ms), {.label = "b"});
+  b.require(a).require(a);
+  ASSERT_TRUE(s.run());
+  EXPECT_THAT(s.list(Glyphs::ascii), HasSubstr(" requires={1}\n"));
+  EXPECT_THAT(events.get(), ElementsAre("-> a", "<- a", "-> b", "<- b"));
+}
+
 TEST_F(SchedulerTest, StopCallbacksMayCallIntoTheScheduler) {
   // Stop requests are sent outside the scheduler's lock.
   Scheduler s;
@@ -612,6 +637,86 @@ TEST_F(SchedulerTest, TeardownStopsServicesInReverseDependencyOrder) {
   EXPECT_TRUE(outcomes[0].error.empty());
   EXPECT_EQ(api.state(), JobState::stopped);
   EXPECT_TRUE(s.shutdown().empty());  // idempotent
+}
+
+TEST_F(SchedulerTest, AForeverServiceIsRequiredThroughItsReadiness) {
+  Events events;
+  Scheduler s({.label = "s"});
+  Job db = s.add_service(banner_service("db", events), {.label = "db", .forever = true});
+  Job user = s.add([&] { events.add("user runs"); }, {.label = "user"});
+  user.require(db);
+  auto report = s.run();
+  EXPECT_TRUE(report) << report.why();
+  EXPECT_EQ(user.state(), JobState::done);
+  EXPECT_LT(events.index("ready db"), events.index("user runs"));
+  EXPECT_TRUE(db.service()->running());  // a service stays up after run()
+  auto outcomes = s.shutdown();
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].label, "db");
+}
+
+TEST_F(SchedulerTest, ShutdownReachesServicesOfNestedSchedulers) {
+  Events events;
+  Scheduler inner({.label = "inner"});
+  Job db = inner.add_service(banner_service("db", events));
+  Job cache = inner.add_service(banner_service("cache", events));
+  cache.require(db);
+  Scheduler outer({.label = "outer"});
+  Job api = outer.add_service(banner_service("api", events));
+  api.require(outer.add_scheduler(std::move(inner)));
+  ASSERT_TRUE(outer.run());
+  const pid_t db_pid = db.service()->pid();
+  EXPECT_TRUE(db.service()->running());
+  const std::size_t up = events.get().size();
+  outer.shutdown();
+  auto all = events.get();
+  std::vector<std::string> stops(all.begin() + static_cast<long>(up), all.end());
+  EXPECT_THAT(stops, ElementsAre("stopped api", "stopped cache", "stopped db"));
+  EXPECT_FALSE(roadie::testing::exists(db_pid));
+  EXPECT_EQ(db.state(), JobState::stopped);
+}
+
+TEST_F(SchedulerTest, TeardownEscalatesForAServiceThatIgnoresTheStopSignal) {
+  roadie::ExecutorOptions options;
+  options.name = "stubborn";
+  options.stop_timeout = 200ms;
+  Scheduler s;
+  Job stubborn = s.add_service(
+      roadie::OutputExecutor(roadie::Command{child("child_ignore_term")}, "ignoring", options));
+  ASSERT_TRUE(s.run());
+  auto outcomes = s.shutdown();
+  ASSERT_EQ(outcomes.size(), 1u);
+  ASSERT_TRUE(outcomes[0].status.has_value());
+  EXPECT_EQ(outcomes[0].status->describe(), "killed by signal 9 (SIGKILL)");
+  EXPECT_EQ(stubborn.state(), JobState::stopped);
+}
+
+// Disabled: run only by ListFallsBackToAsciiOutsideUtf8Locales, in children
+// with the locale variables set.
+TEST(SchedulerGlyphs, DISABLED_PrintsTheAutomaticListing) {
+  Scheduler s;
+  s.add([] {}, {.label = "marked"});
+  std::printf("listing: %s", s.list().c_str());
+}
+
+TEST_F(SchedulerTest, ListFallsBackToAsciiOutsideUtf8Locales) {
+  char path[4096] = {};
+  ASSERT_GT(::readlink("/proc/self/exe", path, sizeof path - 1), 0);
+  auto listing = [&](const char* lc_all) {
+    roadie::Command command{path, "--gtest_filter=SchedulerGlyphs.DISABLED_PrintsTheAutomaticListing",
+                            "--gtest_also_run_disabled_tests"};
+    command.set_env("LC_ALL", lc_all);
+    auto p = roadie::Process::spawn(command);
+    EXPECT_EQ(p.wait().code(), 0) << p.output().excerpt(40);
+    for (const auto& line : p.output().lines(roadie::Stream::out)) {
+      if (line.text.rfind("listing: ", 0) == 0) return line.text.substr(9);
+    }
+    return std::string("(no listing)");
+  };
+  EXPECT_EQ(listing("C"), "1 !  idle      marked");
+  EXPECT_EQ(listing("POSIX"), "1 !  idle      marked");
+  EXPECT_EQ(listing("C.UTF-8"), "1 \u26a0  idle      marked");
+  EXPECT_EQ(listing("en_US.utf8"), "1 \u26a0  idle      marked");
 }
 
 TEST_F(SchedulerTest, OnlyStartedServicesAreStopped) {

@@ -81,7 +81,9 @@ struct SchedulerOptions {
   bool critical = true;
   /// Deadline for the whole run.
   std::optional<std::chrono::milliseconds> timeout;
-  /// At most this many jobs running at once (0: no limit).
+  /// At most this many jobs running at once (0: no limit). Forever jobs run
+  /// beside the window: they end only after every other job, so a slot held
+  /// by one would never come back.
   std::size_t jobs_window = 0;
 };
 

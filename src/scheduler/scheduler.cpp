@@ -136,6 +136,7 @@ struct Runner {
       }
     }
     s.ready.clear();
+    s.ready_forever.clear();
     s.changed.notify_all();
   }
 
@@ -203,21 +204,26 @@ struct Runner {
       return;
     }
     n.state = JobState::waiting;
-    s.ready.push_back(&n);
+    (n.options.forever ? s.ready_forever : s.ready).push_back(&n);
   }
 
   // Jobs that may start now (window permitting), marked running.
   std::vector<Node*> dispatch() {
     std::vector<Node*> start;
     const std::size_t window = s.options.jobs_window;
-    while (!s.aborting && !s.ready.empty() && (window == 0 || s.running < window)) {
-      Node* n = s.ready.front();
-      s.ready.pop_front();
+    // Forever jobs run beside the window: they end only after every other job
+    // has, so a slot held by one could never be given back.
+    while (!s.aborting && (!s.ready_forever.empty() ||
+                           (!s.ready.empty() && (window == 0 || s.running < window)))) {
+      const bool forever = !s.ready_forever.empty();
+      auto& queue = forever ? s.ready_forever : s.ready;
+      Node* n = queue.front();
+      queue.pop_front();
       n->state = JobState::running;
       n->started = true;
       n->start_time = Clock::now();
-      n->holds_slot = true;
-      ++s.running;
+      n->holds_slot = !forever;
+      if (!forever) ++s.running;
       ++s.in_flight;
       start.push_back(n);
       if (n->options.timeout) {
@@ -617,7 +623,7 @@ RunReport Scheduler::run(std::stop_token cancel) {
           n->cancel_requested = true;
           runner.want_stop(*n);
         } else if (n->state == JobState::idle || n->state == JobState::waiting) {
-          std::erase(s.ready, n.get());
+          std::erase(s.ready_forever, n.get());
           runner.settle(*n, JobState::cancelled, "not started before the end of the run", false);
         }
       }
