@@ -87,6 +87,7 @@ TEST_F(ProcessTest, BadWorkingDirectoryIsASpawnError) {
   } catch (const roadie::SpawnError& e) {
     EXPECT_THAT(e.what(),
                 HasSubstr("working directory '/nonexistent/dir': No such file or directory"));
+    EXPECT_EQ(e.code(), std::error_code(ENOENT, std::system_category()));
   }
 }
 
@@ -135,6 +136,7 @@ TEST_F(ProcessTest, StopEscalatesToKillAfterTheGrace) {
   auto took = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(status.signal(), SIGKILL);
   EXPECT_GE(took, 300ms);  // the grace was respected
+  EXPECT_LT(took, 300ms + roadie::scaled(2s));  // and then killed, not left waiting
   EXPECT_FALSE(roadie::testing::exists(p.pid()));
 }
 
