@@ -383,3 +383,57 @@ TEST_F(ProcessTest, LastProcessDroppedFromItsOwnExitCallback) {
     std::this_thread::sleep_for(1ms);
   }
 }
+
+// --- the watchdog --------------------------------------------------------------------------------
+
+// Disabled: run only by the watchdog tests below, in a child process that is
+// then killed with SIGKILL. Starts a daemon (its environment hidden or not,
+// per ROADIE_TEST_HIDE_ENV) and waits to be killed.
+TEST(Watchdog, DISABLED_StartsADaemonAndWaits) {
+  const char* pidfile = std::getenv("ROADIE_TEST_PIDFILE");
+  ASSERT_NE(pidfile, nullptr);
+  std::vector<std::string> argv{child("child_daemon"), pidfile};
+  if (std::getenv("ROADIE_TEST_HIDE_ENV") != nullptr) argv.emplace_back("--hide-env");
+  auto p = Process::spawn(Command(argv));
+  p.wait();  // the first process exits once its daemon is forked
+  ASSERT_TRUE(roadie::testing::wait_for_file(pidfile, roadie::scaled(10s)));
+  std::printf("daemon started\n");
+  std::fflush(stdout);
+  std::this_thread::sleep_for(1h);
+}
+
+class WatchdogTest : public ProcessTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(WatchdogTest, EndsADaemonWhenTheTestBinaryIsKilled) {
+  const bool hide_env = GetParam();  // then only the adoption can name it
+  roadie::testing::TempDir dir;
+  auto pidfile = dir.path() / "daemon.pid";
+  char self[4096] = {};
+  ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
+  Command command{self, "--gtest_filter=Watchdog.DISABLED_StartsADaemonAndWaits",
+                  "--gtest_also_run_disabled_tests"};
+  command.set_env("ROADIE_TEST_PIDFILE", pidfile.string());
+  if (hide_env) command.set_env("ROADIE_TEST_HIDE_ENV", "1");
+  auto p = Process::spawn(command);
+  ASSERT_TRUE(p.output().wait_for(std::regex("^daemon started$"), roadie::scaled(20s)))
+      << p.output().excerpt(40);
+  const pid_t daemon = read_pid(pidfile);
+  ASSERT_GT(daemon, 0);
+  ASSERT_TRUE(roadie::testing::exists(daemon));
+
+  ::kill(p.pid(), SIGKILL);  // no destructor, no stop(): only the watchdog is left to act
+  const auto deadline = std::chrono::steady_clock::now() + roadie::scaled(10s);
+  while (roadie::testing::exists(daemon) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_FALSE(roadie::testing::exists(daemon)) << "the daemon outlived the killed test binary";
+  EXPECT_TRUE(p.output().wait_for(std::regex("^roadie watchdog: process " +
+                                             std::to_string(p.pid()) +
+                                             " ended without stopping its services; killed"),
+                                  roadie::scaled(5s)))
+      << p.output().excerpt(40);
+  p.kill();  // reaps the helper and its exited watchdog
+}
+
+INSTANTIATE_TEST_SUITE_P(Environment, WatchdogTest, ::testing::Values(false, true),
+                         [](const auto& param) { return param.param ? "Hidden" : "Visible"; });

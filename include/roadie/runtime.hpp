@@ -2,6 +2,8 @@
 // pipe and learns of every exit.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,6 +21,10 @@ struct RuntimeOptions {
   /// reaps it, and CTest's timeout walk finds it too. Process-wide and never
   /// undone. Without it, stop() scans all of /proc for the marker.
   bool child_subreaper = true;
+  /// Fork a watchdog process that outlives this one: if the process dies
+  /// without destroying the runtime (SIGKILL, a crash), the watchdog kills
+  /// what the runtime started, daemons included.
+  bool watchdog = true;
 };
 
 /// Owns the event loop. Most code uses `Runtime::global()`; a separate runtime
@@ -42,6 +48,8 @@ class Runtime {
 
   /// This runtime's marker: "<pid>.<random hex>".
   const std::string& marker() const noexcept;
+  /// The watchdog process's pid (a child of this process), 0 without one.
+  pid_t watchdog_pid() const noexcept;
 
   static constexpr std::string_view marker_variable = "ROADIE_SUPERVISOR";
 

@@ -225,6 +225,9 @@ struct RuntimeImpl::Loop {
 RuntimeImpl::RuntimeImpl(RuntimeOptions options)
     : loop_(std::make_unique<Loop>()), marker_(std::to_string(::getpid()) + "." + random_hex()) {
   if (options.child_subreaper) subreaper_ = make_child_subreaper();
+  // Forked before the loop thread exists, and never taken for an orphan.
+  if (options.watchdog) watchdog_ = Watchdog::start(marker_);
+  if (watchdog_) loop_->seen_children.insert(watchdog_->pid());
   std::promise<void> started;
   // The thread uses only `loop`: if the runtime is destroyed from the loop
   // thread itself (a callback dropped the last process), the thread deletes
@@ -288,6 +291,7 @@ std::shared_ptr<ProcessState> RuntimeImpl::spawn(const Command& command, Process
     loop_->watches.emplace(state.get(), watch);
     loop_->leaders.insert(child.pid);
     loop_->seen_children.insert(child.pid);
+    if (watchdog_) watchdog_->guard(child.pid);
     watch->start();
   });
   return state;
@@ -301,11 +305,13 @@ void RuntimeImpl::release(const std::shared_ptr<ProcessState>& state) {
     loop_->watches.erase(it);
     loop_->leaders.erase(state->pid);
     loop_->seen_children.erase(state->pid);
+    if (watchdog_) watchdog_->forget(state->pid);
     // Its adopted orphans that stop() ended: reaped and closed now, so no
     // descriptor outlives stop().
     for (auto a = loop_->adoptees.begin(); a != loop_->adoptees.end();) {
       if (a->second->owned_by(state.get()) && a->second->finish_if_exited()) {
         loop_->seen_children.erase(a->first);
+        if (watchdog_) watchdog_->forget(a->first);
         a = loop_->adoptees.erase(a);
       } else {
         ++a;
@@ -337,6 +343,7 @@ void RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState>& owner) {
     if (!pidfd.valid()) continue;
     auto adoptee = std::make_shared<Adoptee>(*this, loop_->io, child, pidfd.release(), owner);
     loop_->adoptees.emplace(child, adoptee);
+    if (watchdog_) watchdog_->guard(child);
     {
       std::lock_guard lock(owner->mutex);
       owner->adopted.push_back(child);
@@ -352,6 +359,11 @@ void RuntimeImpl::adopt_orphans_now(const std::shared_ptr<ProcessState>& owner) 
 void RuntimeImpl::forget_adoptee(pid_t pid) {
   loop_->adoptees.erase(pid);
   loop_->seen_children.erase(pid);
+  if (watchdog_) watchdog_->forget(pid);
+}
+
+pid_t RuntimeImpl::watchdog_pid() const noexcept {
+  return watchdog_ ? watchdog_->pid() : 0;
 }
 
 void Adoptee::on_exit() {
@@ -408,6 +420,10 @@ Runtime& Runtime::global() {
 
 const std::string& Runtime::marker() const noexcept {
   return impl_->marker();
+}
+
+pid_t Runtime::watchdog_pid() const noexcept {
+  return impl_->watchdog_pid();
 }
 
 }  // namespace roadie

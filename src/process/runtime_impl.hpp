@@ -14,6 +14,7 @@
 
 #include "roadie/process.hpp"
 #include "roadie/runtime.hpp"
+#include "watchdog.hpp"
 
 namespace roadie::detail {
 
@@ -79,6 +80,7 @@ class RuntimeImpl {
 
   bool on_loop_thread() const noexcept { return std::this_thread::get_id() == loop_thread_id_; }
   const std::string& marker() const noexcept { return marker_; }
+  pid_t watchdog_pid() const noexcept;
   bool subreaper() const noexcept { return subreaper_; }
 
   /// Called on the loop thread when `owner` or one of its adopted descendants
@@ -98,6 +100,8 @@ class RuntimeImpl {
   std::thread::id loop_thread_id_;
   std::string marker_;
   bool subreaper_ = false;
+  // Declared after loop_: destroyed first, once the loop thread has ended.
+  std::unique_ptr<Watchdog> watchdog_;
 };
 
 }  // namespace roadie::detail

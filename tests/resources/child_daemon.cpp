@@ -2,11 +2,13 @@
 // the process group it was started in. The daemon writes its pid to PIDFILE
 // (atomically, by rename) and runs until a signal ends it.
 //
-//   child_daemon PIDFILE [--stay] [--keep-stdio]
+//   child_daemon PIDFILE [--stay] [--keep-stdio] [--hide-env]
 //
 // --stay: the first process stays alive instead of exiting after the fork.
 // --keep-stdio: the daemon keeps the inherited stdout/stderr (by default it
 // redirects them to /dev/null, as daemons do).
+// --hide-env: the daemon overwrites its environment block (as redis and nginx
+// do when they set their process title), so /proc/PID/environ shows no marker.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,9 +25,11 @@ int main(int argc, char** argv) {
   std::string pidfile = argv[1];
   bool stay = false;
   bool keep_stdio = false;
+  bool hide_env = false;
   for (int i = 2; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--stay")) stay = true;
     if (!std::strcmp(argv[i], "--keep-stdio")) keep_stdio = true;
+    if (!std::strcmp(argv[i], "--hide-env")) hide_env = true;
   }
   pid_t first = ::fork();
   if (first < 0) return 1;
@@ -34,6 +38,10 @@ int main(int argc, char** argv) {
     pid_t second = ::fork();
     if (second < 0) _exit(1);
     if (second > 0) _exit(0);
+    if (hide_env) {
+      // The strings of the initial environment lie one after another.
+      for (char** e = environ; *e != nullptr; ++e) std::memset(*e, 'x', std::strlen(*e));
+    }
     if (!keep_stdio) {
       int devnull = ::open("/dev/null", O_RDWR);
       ::dup2(devnull, 1);
