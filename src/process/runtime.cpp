@@ -119,6 +119,11 @@ class Watch : public std::enable_shared_from_this<Watch> {
     // before announcing the exit, so that a waiter sees all its output.
     drain(Stream::out);
     drain(Stream::err);
+    // Its orphans were re-parented to us before the exit became visible: take
+    // them in before announcing the exit too, so that when wait() returns they
+    // are known (and guarded by the watchdog). stop() does the same after
+    // every exit it sees, so none is missed.
+    if (runtime_.subreaper()) runtime_.adopt_orphans(state);
     bool publish = true;
     if (!status) {
       std::lock_guard lock(state->mutex);
@@ -134,11 +139,8 @@ class Watch : public std::enable_shared_from_this<Watch> {
       }
       state->publish_exit(status.value_or(ExitStatus::exited(-1)));
     }
-    // Then its orphans (re-parented before the exit became visible). stop()
-    // does the same after every exit it sees, so none is missed. If an exit
-    // callback dropped the process, this watch was released (and the runtime
-    // may be gone): stop() has done the adopting.
-    if (state_ && runtime_.subreaper()) runtime_.adopt_orphans(state);
+    // Nothing after the exit callbacks: one of them may have dropped the
+    // process, releasing this watch (and perhaps the runtime).
   }
 
   RuntimeImpl& runtime_;
