@@ -80,19 +80,6 @@ bool environ_has(pid_t pid, std::string_view entry) {
   return false;
 }
 
-std::vector<pid_t> all_pids() {
-  std::vector<pid_t> pids;
-  DIR* dir = ::opendir("/proc");
-  if (dir == nullptr) return pids;
-  while (dirent* e = ::readdir(dir)) {
-    char* end = nullptr;
-    long pid = std::strtol(e->d_name, &end, 10);
-    if (*end == '\0' && pid > 0) pids.push_back(static_cast<pid_t>(pid));
-  }
-  ::closedir(dir);
-  return pids;
-}
-
 }  // namespace
 
 PidFd& PidFd::operator=(PidFd&& other) noexcept {
@@ -193,6 +180,19 @@ std::string environ_value(pid_t pid, std::string_view variable) {
   return {};
 }
 
+std::vector<pid_t> all_pids() {
+  std::vector<pid_t> pids;
+  DIR* dir = ::opendir("/proc");
+  if (dir == nullptr) return pids;
+  while (dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    long pid = std::strtol(e->d_name, &end, 10);
+    if (*end == '\0' && pid > 0) pids.push_back(static_cast<pid_t>(pid));
+  }
+  ::closedir(dir);
+  return pids;
+}
+
 std::vector<pid_t> own_children() {
   std::vector<pid_t> children;
   DIR* dir = ::opendir("/proc/self/task");
@@ -220,15 +220,20 @@ bool is_attributed(pid_t pid, pid_t pgid, std::string_view marker_entry) {
   return environ_has(pid, marker_entry);
 }
 
-std::vector<pid_t> attributed_processes(pid_t pgid, std::string_view marker_entry,
-                                        bool children_only) {
+std::vector<pid_t> attributed_among(const std::vector<pid_t>& candidates, pid_t pgid,
+                                    std::string_view marker_entry) {
   std::vector<pid_t> found;
   const pid_t self = ::getpid();
-  for (pid_t pid : children_only ? own_children() : all_pids()) {
+  for (pid_t pid : candidates) {
     if (pid == pgid || pid == self) continue;
     if (is_attributed(pid, pgid, marker_entry)) found.push_back(pid);
   }
   return found;
+}
+
+std::vector<pid_t> attributed_processes(pid_t pgid, std::string_view marker_entry,
+                                        bool children_only) {
+  return attributed_among(children_only ? own_children() : all_pids(), pgid, marker_entry);
 }
 
 std::vector<pid_t> processes_with_marker(std::string_view variable, std::string_view value) {

@@ -64,6 +64,13 @@ std::optional<ExitStatus> reap(pid_t pid, bool block) noexcept;
 std::vector<pid_t> attributed_processes(pid_t pgid, std::string_view marker_entry,
                                         bool children_only);
 
+/// The same among `candidates` (a list from own_children() or all_pids()).
+std::vector<pid_t> attributed_among(const std::vector<pid_t>& candidates, pid_t pgid,
+                                    std::string_view marker_entry);
+
+/// Every process in /proc.
+std::vector<pid_t> all_pids();
+
 /// True when `pid` is (still) attributed to the supervised process.
 bool is_attributed(pid_t pid, pid_t pgid, std::string_view marker_entry);
 

@@ -163,12 +163,19 @@ ExitStatus Process::stop(const StopOptions& options) {
   std::map<pid_t, detail::PidFd> tracked;
   int current_signal = options.signal;
 
+  std::vector<pid_t> last_children;  // our children at the last look (subreaper only)
   auto adopted = [&] {
     std::lock_guard lock(s.mutex);
     return s.adopted;
   };
   auto track_new = [&] {
-    for (pid_t pid : detail::attributed_processes(pgid, s.marker_entry, children_only)) {
+    // One look at our children serves both: the loop thread adopts the
+    // orphans among them (attributed at the exit that orphaned them: their
+    // environment may no longer show the marker) and hands the list back.
+    const auto candidates =
+        children_only ? runtime_->adopt_orphans_now(state_) : detail::all_pids();
+    if (children_only) last_children = candidates;
+    for (pid_t pid : detail::attributed_among(candidates, pgid, s.marker_entry)) {
       if (tracked.count(pid)) continue;
       std::error_code ec;
       auto pidfd = detail::PidFd::open(pid, ec);
@@ -177,9 +184,6 @@ ExitStatus Process::stop(const StopOptions& options) {
       detail::send_signal(pidfd.get(), current_signal);
       tracked.emplace(pid, std::move(pidfd));
     }
-    // Orphans re-parented to us, attributed by the event loop at the exit
-    // that orphaned them (their environment may no longer show the marker).
-    if (children_only) runtime_->adopt_orphans_now(state_);
     for (pid_t pid : adopted()) {
       if (tracked.count(pid)) continue;
       std::error_code ec;
@@ -211,19 +215,19 @@ ExitStatus Process::stop(const StopOptions& options) {
   signal_all();
   auto deadline = std::chrono::steady_clock::now() + options.grace;
   bool escalated = false;
-  for (;;) {
-    // An exit can orphan more descendants (re-parented to us, the subreaper):
-    // look again after every exit.
-    track_new();
+  for (bool first = true;; first = false) {
     auto waiting = alive();
-    if (waiting.empty()) {
-      // Everything known has exited, perhaps since the look above. Orphans are
-      // re-parented to us before an exit becomes visible, so one more look
-      // after seeing the exits finds them all; stop only when it finds none.
+    // An exit can orphan more descendants (re-parented to us, the subreaper,
+    // before the exit is visible): look again after every wait. When nothing
+    // known was alive before the look and the look finds nothing new, every
+    // orphan has been seen: done.
+    if (!first || waiting.empty()) {
       const std::size_t known = tracked.size();
       track_new();
-      if (tracked.size() == known) break;
-      continue;
+      if (waiting.empty()) {
+        if (tracked.size() == known) break;
+        continue;  // the new ones were signalled: wait for them too
+      }
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       if (escalated) {
@@ -243,7 +247,10 @@ ExitStatus Process::stop(const StopOptions& options) {
   // Reap: descendants that are our children (re-parented to us), zombies left
   // in the group, then the leader.
   for (auto& [pid, pidfd] : tracked) detail::reap_pidfd(pidfd.get());
-  for (pid_t pid : detail::attributed_processes(pgid, s.marker_entry, true)) {
+  // (Taken at the last look, after every known exit, when we are the
+  // subreaper; otherwise looked up now.)
+  if (!children_only) last_children = detail::own_children();
+  for (pid_t pid : detail::attributed_among(last_children, pgid, s.marker_entry)) {
     if (detail::process_state(pid) != 'Z') continue;
     std::error_code ec;
     auto pidfd = detail::PidFd::open(pid, ec);

@@ -322,7 +322,7 @@ void RuntimeImpl::release(const std::shared_ptr<ProcessState>& state) {
   });
 }
 
-void RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState>& owner) {
+std::vector<pid_t> RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState>& owner) {
   const pid_t our_group = ::getpgrp();
   const auto children = own_children();
   // Forget children that are gone, so that a recycled pid is looked at again.
@@ -352,10 +352,11 @@ void RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState>& owner) {
     }
     adoptee->start();
   }
+  return children;
 }
 
-void RuntimeImpl::adopt_orphans_now(const std::shared_ptr<ProcessState>& owner) {
-  loop_->run(on_loop_thread(), [&] { adopt_orphans(owner); });
+std::vector<pid_t> RuntimeImpl::adopt_orphans_now(const std::shared_ptr<ProcessState>& owner) {
+  return loop_->run(on_loop_thread(), [&] { return adopt_orphans(owner); });
 }
 
 void RuntimeImpl::forget_adoptee(pid_t pid) {

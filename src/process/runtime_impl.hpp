@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "roadie/process.hpp"
 #include "roadie/runtime.hpp"
@@ -86,11 +87,13 @@ class RuntimeImpl {
   /// Called on the loop thread when `owner` or one of its adopted descendants
   /// exited: our children that appeared since the last look, that roadie did
   /// not spawn and that left our process group are the owner's orphans.
-  void adopt_orphans(const std::shared_ptr<ProcessState>& owner);
-  /// adopt_orphans() on the loop thread, from any thread; returns when done.
+  /// Returns the children it looked at.
+  std::vector<pid_t> adopt_orphans(const std::shared_ptr<ProcessState>& owner);
+  /// adopt_orphans() on the loop thread, from any thread; returns when done,
+  /// with the children it looked at (one look serves the caller too).
   /// stop() calls it after seeing an exit: orphans are re-parented before the
   /// exit becomes visible, so none can be missed.
-  void adopt_orphans_now(const std::shared_ptr<ProcessState>& owner);
+  std::vector<pid_t> adopt_orphans_now(const std::shared_ptr<ProcessState>& owner);
   /// Drops an adopted orphan that exited and was reaped (loop thread).
   void forget_adoptee(pid_t pid);
 
