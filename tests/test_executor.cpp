@@ -442,11 +442,11 @@ TEST_F(ExecutorTest, SecondExecutorOnTheSamePortIsAlreadyRunning) {
     second.start();
     FAIL() << "no exception";
   } catch (const roadie::AlreadyRunning& error) {
-    EXPECT_THAT(error.what(), MatchesRegex("service 'child_listen' \\(`.*/child_listen tcp:" +
-                                           std::to_string(port) +
-                                           "`\\) not started: tcp 127\\.0\\.0\\.1:" +
-                                           std::to_string(port) +
-                                           " is already served by another process"));
+    EXPECT_THAT(
+        error.what(),
+        MatchesRegex("service 'child_listen' \\(`.*/child_listen tcp:" + std::to_string(port) +
+                     "`\\) not started: tcp 127\\.0\\.0\\.1:" + std::to_string(port) +
+                     " is already served by another process"));
   }
   EXPECT_EQ(second.pid(), -1);  // nothing was started
 }
@@ -462,9 +462,9 @@ TEST_F(ExecutorTest, SecondExecutorOnTheSameHttpEndpointIsAlreadyRunning) {
     second.start();
     FAIL() << "no exception";
   } catch (const roadie::AlreadyRunning& error) {
-    EXPECT_THAT(error.what(), HasSubstr("not started: http http://127.0.0.1:" +
-                                        std::to_string(port) +
-                                        " is already served by another process"));
+    EXPECT_THAT(error.what(),
+                HasSubstr("not started: http http://127.0.0.1:" + std::to_string(port) +
+                          " is already served by another process"));
   }
   EXPECT_EQ(second.pid(), -1);
 }

@@ -14,7 +14,9 @@
 
 #include "roadie/clock.hpp"
 #include "roadie/error.hpp"
+#include "process/linux.hpp"
 #include "roadie/process.hpp"
+#include "roadie/runtime.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -135,7 +137,7 @@ TEST_F(ProcessTest, StopEscalatesToKillAfterTheGrace) {
   auto status = p.stop({.signal = SIGTERM, .grace = 300ms});
   auto took = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(status.signal(), SIGKILL);
-  EXPECT_GE(took, 300ms);  // the grace was respected
+  EXPECT_GE(took, 300ms);                       // the grace was respected
   EXPECT_LT(took, 300ms + roadie::scaled(2s));  // and then killed, not left waiting
   EXPECT_FALSE(roadie::testing::exists(p.pid()));
 }
@@ -427,13 +429,29 @@ TEST_P(WatchdogTest, EndsADaemonWhenTheTestBinaryIsKilled) {
     std::this_thread::sleep_for(5ms);
   }
   EXPECT_FALSE(roadie::testing::exists(daemon)) << "the daemon outlived the killed test binary";
-  EXPECT_TRUE(p.output().wait_for(std::regex("^roadie watchdog: process " +
-                                             std::to_string(p.pid()) +
-                                             " ended without stopping its services; killed"),
-                                  roadie::scaled(5s)))
+  EXPECT_TRUE(
+      p.output().wait_for(std::regex("^roadie watchdog: process " + std::to_string(p.pid()) +
+                                     " ended without stopping its services; killed"),
+                          roadie::scaled(5s)))
       << p.output().excerpt(40);
   p.kill();  // reaps the helper and its exited watchdog
 }
 
 INSTANTIATE_TEST_SUITE_P(Environment, WatchdogTest, ::testing::Values(false, true),
                          [](const auto& param) { return param.param ? "Hidden" : "Visible"; });
+
+TEST_F(ProcessTest, ARuntimeLeavesAnotherRuntimesProcessesAndWatchdogAlone) {
+  roadie::Runtime other;
+  ASSERT_GT(other.watchdog_pid(), 0);
+  auto service = Process::spawn(Command{child("child_idle")});  // the global runtime's
+  // Exits at once: the other runtime then looks for orphans among our
+  // children, where the global runtime's watchdog and service also are.
+  auto brief = Process::spawn(Command{child("child_exit"), "0"}, {}, other);
+  brief.wait();
+  brief.stop();
+  EXPECT_TRUE(service.running());
+  EXPECT_NE(roadie::detail::process_state(other.watchdog_pid()), 'Z');
+  EXPECT_NE(roadie::detail::process_state(roadie::Runtime::global().watchdog_pid()), 0);
+  EXPECT_NE(roadie::detail::process_state(roadie::Runtime::global().watchdog_pid()), 'Z');
+  EXPECT_EQ(service.stop().signal(), SIGTERM);
+}

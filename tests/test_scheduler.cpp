@@ -363,8 +363,8 @@ TEST_F(SchedulerTest, WindowSlotIsReleasedOnTimeoutAndCancel) {
 
 TEST_F(SchedulerTest, ForeverJobsDoNotStarveAWindow) {
   Scheduler s({.jobs_window = 1});
-  Job monitor = s.add([](JobContext& ctx) { ctx.sleep_for(1h); },
-                      {.label = "monitor", .forever = true});
+  Job monitor =
+      s.add([](JobContext& ctx) { ctx.sleep_for(1h); }, {.label = "monitor", .forever = true});
   Job a = s.add([] { return 1; }, {.label = "a"});
   Job b = s.add([] { return 2; }, {.label = "b"});
   auto report = s.run();
@@ -703,7 +703,8 @@ TEST_F(SchedulerTest, ListFallsBackToAsciiOutsideUtf8Locales) {
   char path[4096] = {};
   ASSERT_GT(::readlink("/proc/self/exe", path, sizeof path - 1), 0);
   auto listing = [&](const char* lc_all) {
-    roadie::Command command{path, "--gtest_filter=SchedulerGlyphs.DISABLED_PrintsTheAutomaticListing",
+    roadie::Command command{path,
+                            "--gtest_filter=SchedulerGlyphs.DISABLED_PrintsTheAutomaticListing",
                             "--gtest_also_run_disabled_tests"};
     command.set_env("LC_ALL", lc_all);
     auto p = roadie::Process::spawn(command);

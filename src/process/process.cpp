@@ -218,16 +218,15 @@ ExitStatus Process::stop(const StopOptions& options) {
   for (bool first = true;; first = false) {
     auto waiting = alive();
     // An exit can orphan more descendants (re-parented to us, the subreaper,
-    // before the exit is visible): look again after every wait. When nothing
-    // known was alive before the look and the look finds nothing new, every
-    // orphan has been seen: done.
-    if (!first || waiting.empty()) {
+    // before the exit is visible): look again after every wait, and at once
+    // if something known has already exited. When nothing known was alive
+    // before the look and the look finds nothing new, every orphan has been
+    // seen: done.
+    if (!first || waiting.size() < 1 + tracked.size()) {
       const std::size_t known = tracked.size();
       track_new();
-      if (waiting.empty()) {
-        if (tracked.size() == known) break;
-        continue;  // the new ones were signalled: wait for them too
-      }
+      if (tracked.size() != known) continue;  // signalled: wait for them too
+      if (waiting.empty()) break;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       if (escalated) {

@@ -123,7 +123,15 @@ class Watch : public std::enable_shared_from_this<Watch> {
     // them in before announcing the exit too, so that when wait() returns they
     // are known (and guarded by the watchdog). stop() does the same after
     // every exit it sees, so none is missed.
-    if (runtime_.subreaper()) runtime_.adopt_orphans(state);
+    if (runtime_.subreaper()) {
+      try {
+        runtime_.adopt_orphans(state);
+      } catch (const std::exception& e) {
+        // The exit is published regardless: waiters must not hang. stop()
+        // looks for the orphans again.
+        log().error("{} (pid {}): cannot adopt its orphans: {}", state->name, state->pid, e.what());
+      }
+    }
     bool publish = true;
     if (!status) {
       std::lock_guard lock(state->mutex);
@@ -329,21 +337,24 @@ std::vector<pid_t> RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState
   std::erase_if(loop_->seen_children, [&](pid_t pid) {
     return !std::binary_search(children.begin(), children.end(), pid);
   });
-  const std::string ours = marker_ + "/";
+  // Every runtime of this process marks its children "<our pid>.<random>/N".
+  const std::string this_process = std::to_string(::getpid()) + ".";
   for (pid_t child : children) {
     if (loop_->seen_children.count(child)) continue;
     if (loop_->leaders.count(child)) continue;
-    // Another of our processes' descendant that kept its marker: it is left
-    // for that process's own exit (or stop()) to adopt.
+    if (is_watchdog(child)) continue;  // ours, or another runtime's
+    // A process of ours (of any runtime here), or another one's descendant
+    // that kept its marker: left for that process's own exit (or stop()).
     std::string marker = environ_value(child, Runtime::marker_variable);
-    if (marker.rfind(ours, 0) == 0 && marker != owner->marker) continue;
+    if (marker.rfind(this_process, 0) == 0 && marker != owner->marker) continue;
     loop_->seen_children.insert(child);
     // The test binary's own children (std::system, popen...) stay in its group.
     if (process_group(child) == our_group) continue;
     std::error_code ec;
     PidFd pidfd = PidFd::open(child, ec);
     if (!pidfd.valid()) continue;
-    auto adoptee = std::make_shared<Adoptee>(*this, loop_->io, child, pidfd.release(), owner);
+    auto adoptee = std::make_shared<Adoptee>(*this, loop_->io, child, pidfd.get(), owner);
+    (void)pidfd.release();  // the adoptee owns it now
     loop_->adoptees.emplace(child, adoptee);
     if (watchdog_) watchdog_->guard(child);
     {

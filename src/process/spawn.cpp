@@ -7,8 +7,10 @@
 #include "spawn.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -73,10 +75,9 @@ struct ChildSetup : bp::extend::handler {
   int stdin_fd;
   int stdout_fd;
   int stderr_fd;
-  int status_fd;      // write end of the status pipe
-  const char* cwd;    // nullptr: keep the parent's
+  int status_fd;    // write end of the status pipe
+  const char* cwd;  // nullptr: keep the parent's
   char** envp;
-  pid_t* failed_pid;  // a child Boost reported as failed, to be reaped
 
   void report(Step step) const {
     const Failure failure{step, errno};
@@ -105,14 +106,24 @@ struct ChildSetup : bp::extend::handler {
     if (wire(stdin_fd, 0) < 0 || wire(stdout_fd, 1) < 0 || wire(stderr_fd, 2) < 0) {
       fail(Step::setup);
     }
-    // Ignored signals stay ignored across exec; a service must see the
-    // defaults, whatever the test binary did with them.
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2}) {
-      ::signal(sig, SIG_DFL);
+    // Every signal to its default, then unblocked (the parent blocked them
+    // all around the vfork): none of the test binary's handlers may run here,
+    // on the parent's memory, and ignored signals would stay ignored across
+    // exec, where a service must see the defaults. Raw system calls: the
+    // kernel's sigaction, no interceptor of a sanitizer in between.
+    struct {
+      void* handler;
+      unsigned long flags;
+      void* restorer;
+      unsigned long mask;
+    } default_action{reinterpret_cast<void*>(SIG_DFL), 0, nullptr, 0};
+    for (int sig = 1; sig < 65; ++sig) {
+      if (sig != SIGKILL && sig != SIGSTOP) {
+        ::syscall(SYS_rt_sigaction, sig, &default_action, nullptr, sizeof default_action.mask);
+      }
     }
-    sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    unsigned long none = 0;
+    ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
     if (cwd != nullptr && ::chdir(cwd) != 0) fail(Step::chdir);
     // Nothing but stdio reaches the service (the status pipe is already
     // close-on-exec and must stay open until exec).
@@ -122,11 +133,6 @@ struct ChildSetup : bp::extend::handler {
   template <class Executor>
   void on_exec_error(Executor&, const std::error_code&) const {
     report(Step::exec);  // Boost calls _exit next
-  }
-
-  template <class Executor>
-  void on_error(Executor& exec, const std::error_code&) const {
-    *failed_pid = exec.pid;
   }
 };
 
@@ -199,7 +205,6 @@ SpawnedChild spawn_child(const Command& command, const std::vector<std::string>&
   }
   int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (devnull < 0) fail(command, {errno, std::system_category()}, "cannot open /dev/null");
-  pid_t failed_pid = -1;
   ChildSetup setup;
   setup.stdin_fd = devnull;
   setup.stdout_fd = out->write;
@@ -207,11 +212,16 @@ SpawnedChild spawn_child(const Command& command, const std::vector<std::string>&
   setup.status_fd = status->write;
   setup.cwd = command.cwd() ? cwd.c_str() : nullptr;
   setup.envp = envp.data();
-  setup.failed_pid = &failed_pid;
 
   std::vector<std::string> args(command.argv().begin() + 1, command.argv().end());
   std::error_code ec;
+  // Signals stay blocked in this thread until the child has exec'd (or
+  // failed): a handler of ours must never run in the vfork child.
+  sigset_t all, old_mask;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old_mask);
   bp::child child(bp::exe = exe.string(), bp::args = args, setup, bp::posix::use_vfork, ec);
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   ::close(devnull);
   ::close(std::exchange(status->write, -1));
   // EOF: the exec succeeded (the pipe closed with it). With a real vfork the
@@ -221,10 +231,16 @@ SpawnedChild spawn_child(const Command& command, const std::vector<std::string>&
   while ((got = ::read(status->read, &failure, sizeof failure)) < 0 && errno == EINTR) {
   }
   if (ec || got > 0) {
-    // Reap the failed child (Boost tries only with WNOHANG, too early).
-    const pid_t failed = child.valid() ? child.id() : failed_pid;
-    if (child.valid()) child.detach();
-    if (failed > 0) ::waitpid(failed, nullptr, 0);
+    // When Boost saw the failure (a real vfork shares its error) it has
+    // reaped the child and returned an empty handle; otherwise the child is
+    // ours to reap: it failed a step of our own, or a sanitizer made the
+    // vfork a fork.
+    if (child.valid()) {
+      const pid_t failed = child.id();
+      child.detach();
+      while (::waitpid(failed, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
     if (got > 0) ec = std::error_code(failure.error, std::system_category());
     // The working directory was checked above, so a failure here is almost
     // always the exec itself (a vanished directory is the rare exception).

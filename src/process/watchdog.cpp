@@ -1,6 +1,7 @@
 #include "watchdog.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -11,6 +12,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "../log.hpp"
 
@@ -168,21 +171,62 @@ unsigned kill_marked(ChildMemory& m) {
 // The watchdog process. Leaves the test binary's session (its group's signals
 // and terminal do not reach it), keeps only the socket and stderr, follows
 // the records, and acts on end of file without a goodbye.
-[[noreturn]] void watch(int socket, ChildMemory& m) {
-  ::syscall(SYS_setsid);
-  struct {
-    void* handler;
-    unsigned long flags;
-    void* restorer;
-    unsigned long mask;
-  } ignore{reinterpret_cast<void*>(SIG_IGN), 0, nullptr, 0};
-  ::syscall(SYS_rt_sigaction, SIGPIPE, &ignore, nullptr, sizeof ignore.mask);
-  ::syscall(SYS_prctl, PR_SET_NAME, "roadie-watchdog", 0, 0, 0);
-  for (int fd = 0; fd < 2; ++fd) {
-    if (fd != socket) sys_close(fd);
+// Closes every descriptor but `keep` and stderr: close_range, or one by one
+// from /proc/self/fd where the kernel lacks it.
+void close_others(int keep, ChildMemory& m) {
+  auto closes = [keep](int fd) { return fd != keep && fd != 2; };
+  bool done = true;
+  if (keep > 3) done = ::syscall(SYS_close_range, 3U, static_cast<unsigned>(keep - 1), 0U) == 0;
+  done = done &&
+         ::syscall(SYS_close_range, static_cast<unsigned>(std::max(keep + 1, 3)), ~0U, 0U) == 0;
+  for (int fd = 0; fd < 3; ++fd) {
+    if (closes(fd)) sys_close(fd);
   }
-  if (socket > 3) ::syscall(SYS_close_range, 3U, static_cast<unsigned>(socket - 1), 0U);
-  ::syscall(SYS_close_range, static_cast<unsigned>(socket + 1), ~0U, 0U);
+  if (done) return;
+  int dir = sys_open("/proc/self/fd", O_RDONLY | O_DIRECTORY);
+  if (dir < 0) return;
+  for (;;) {
+    long got = ::syscall(SYS_getdents64, dir, m.dirents, sizeof m.dirents);
+    if (got <= 0) break;
+    for (long at = 0; at < got;) {
+      const char* record = m.dirents + at;
+      unsigned short reclen;
+      std::memcpy(&reclen, record + 16, sizeof reclen);
+      at += reclen;
+      int fd = 0;
+      const char* c = record + 19;
+      if (*c < '0' || *c > '9') continue;
+      for (; *c >= '0' && *c <= '9'; ++c) fd = fd * 10 + (*c - '0');
+      if (fd != dir && closes(fd)) sys_close(fd);
+    }
+  }
+  sys_close(dir);
+}
+
+// The kernel's struct sigaction, for raw rt_sigaction.
+struct KernelSigaction {
+  void* handler;
+  unsigned long flags;
+  void* restorer;
+  unsigned long mask;
+};
+
+[[noreturn]] void watch(int socket, int peer, ChildMemory& m) {
+  // The test binary's handlers must not run here: every signal to its
+  // default (SIGPIPE ignored: stderr may be gone), then unblocked.
+  for (int sig = 1; sig < 65; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    KernelSigaction action{
+        sig == SIGPIPE ? reinterpret_cast<void*>(SIG_IGN) : reinterpret_cast<void*>(SIG_DFL), 0,
+        nullptr, 0};
+    ::syscall(SYS_rt_sigaction, sig, &action, nullptr, sizeof action.mask);
+  }
+  unsigned long none = 0;
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
+  ::syscall(SYS_setsid);
+  ::syscall(SYS_prctl, PR_SET_NAME, "roadie-watchdog", 0, 0, 0);
+  sys_close(peer);  // else we would never see end of file
+  close_others(socket, m);
 
   char buffer[4096];
   std::size_t have = 0;
@@ -245,7 +289,20 @@ unsigned kill_marked(ChildMemory& m) {
   exit_now(0);
 }
 
+// The watchdogs of every runtime in this process: they are our children, but
+// no runtime may take one for an orphan of its services.
+std::mutex registry_mutex;
+std::vector<pid_t>& registry() {
+  static std::vector<pid_t> pids;
+  return pids;
+}
+
 }  // namespace
+
+bool is_watchdog(pid_t pid) {
+  std::lock_guard lock(registry_mutex);
+  return std::find(registry().begin(), registry().end(), pid) != registry().end();
+}
 
 bool start_time_of(pid_t pid, unsigned long long& ticks, pid_t& pgrp, char& state) noexcept {
   char path[64];
@@ -306,24 +363,44 @@ std::unique_ptr<Watchdog> Watchdog::start(const std::string& marker) {
   memory->needle_size = std::min(needle.size(), sizeof memory->needle);
   std::memcpy(memory->needle, needle.data(), memory->needle_size);
   memory->parent = ::getpid();
+  // No signal handler of ours may run in the child before it resets them.
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
   const pid_t pid = ::fork();
-  if (pid == 0) watch(fds[1], *memory);
+  if (pid == 0) watch(fds[1], fds[0], *memory);
+  const int fork_error = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::close(fds[1]);
   if (pid < 0) {
     log().warn("no watchdog (fork: {}): a killed test binary may leave daemons running",
-               std::strerror(errno));
+               std::strerror(fork_error));
     ::close(fds[0]);
     return nullptr;
   }
-  return std::unique_ptr<Watchdog>(new Watchdog(pid, fds[0]));
+  // Held by a pidfd, so that the final wait can never reap a stranger.
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  {
+    std::lock_guard lock(registry_mutex);
+    registry().push_back(pid);
+  }
+  return std::unique_ptr<Watchdog>(new Watchdog(pid, pidfd, fds[0]));
 }
 
 Watchdog::~Watchdog() {
   send(kBye, 0, 0);
   ::close(socket_);
   // It exits as soon as it reads the goodbye.
-  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  if (pidfd_ >= 0) {
+    siginfo_t info{};
+    while (::waitid(static_cast<idtype_t>(3 /* P_PIDFD */), static_cast<id_t>(pidfd_), &info,
+                    WEXITED) != 0 &&
+           errno == EINTR) {
+    }
+    ::close(pidfd_);
   }
+  std::lock_guard lock(registry_mutex);
+  std::erase(registry(), pid_);
 }
 
 void Watchdog::guard(pid_t pid) noexcept {

@@ -34,12 +34,16 @@ class Watchdog {
   pid_t pid() const noexcept { return pid_; }
 
  private:
-  Watchdog(pid_t pid, int socket) : pid_(pid), socket_(socket) {}
+  Watchdog(pid_t pid, int pidfd, int socket) : pid_(pid), pidfd_(pidfd), socket_(socket) {}
   void send(int op, pid_t pid, unsigned long long start) noexcept;
 
   pid_t pid_;
+  int pidfd_;
   int socket_;
 };
+
+/// True for the watchdog of any runtime in this process.
+bool is_watchdog(pid_t pid);
 
 /// A process's start time (clock ticks since boot, /proc/PID/stat field 22),
 /// process group and state letter. False if it is gone. Async-signal-safe:

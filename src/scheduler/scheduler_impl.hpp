@@ -69,14 +69,14 @@ struct SchedulerImpl {
   std::string abort_reason;
   Clock::time_point run_start{};
   Clock::time_point run_end{};
-  std::size_t running = 0;     // jobs holding a window slot
-  std::size_t in_flight = 0;   // jobs whose callable has not returned
-  std::size_t unfinished = 0;  // non-forever jobs not in a final state
-  std::deque<Node*> ready;     // requirements met, waiting for a slot
+  std::size_t running = 0;          // jobs holding a window slot
+  std::size_t in_flight = 0;        // jobs whose callable has not returned
+  std::size_t unfinished = 0;       // non-forever jobs not in a final state
+  std::deque<Node*> ready;          // requirements met, waiting for a slot
   std::deque<Node*> ready_forever;  // forever jobs: they start without a slot
-  std::vector<Node*> timed;    // started jobs with their own timeout (the coordinator watches them)
-  std::vector<Node*> stops;    // jobs whose stop the coordinator requests, outside the lock
-  bool winding_down = false;   // forever jobs are being cancelled: not a failure
+  std::vector<Node*> timed;   // started jobs with their own timeout (the coordinator watches them)
+  std::vector<Node*> stops;   // jobs whose stop the coordinator requests, outside the lock
+  bool winding_down = false;  // forever jobs are being cancelled: not a failure
   bool shut_down = false;
 
   // Worker pool of the current run.
