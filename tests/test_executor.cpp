@@ -718,9 +718,10 @@ TEST_F(ExecutorTest, MovedExecutorKeepsItsService) {
 TEST(TimeScale, DISABLED_ReadsTheEnvironment) {
   EXPECT_EQ(roadie::time_scale(), 2.5);
   EXPECT_EQ(roadie::scaled(100ms), 250ms);
-  // A 400 ms start deadline stretched to 1 s: a banner after 600 ms is in time.
-  OutputExecutor e(Command{child("child_banner"), "--delay-ms", "600"}, "ready",
-                   with_timeout(400ms));
+  // A 1 s start deadline stretched to 2.5 s: a banner after 1.5 s is in time
+  // (with a second to spare for a sanitizer's start-up of the child).
+  OutputExecutor e(Command{child("child_banner"), "--delay-ms", "1500"}, "ready",
+                   with_timeout(1000ms));
   e.start();
   EXPECT_TRUE(e.running());
   e.stop();
