@@ -2,6 +2,7 @@
 // here (see spawn.cpp) so that its Asio and standalone Asio never meet.
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -213,10 +214,12 @@ struct RuntimeImpl::Loop {
   asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
   std::thread thread;
   std::unordered_map<const ProcessState*, std::shared_ptr<Watch>> watches;  // loop thread only
-  bool orphaned = false;                    // set on the loop thread when the runtime died on it
-  std::uint64_t serial = 0;                 // loop thread only
-  std::unordered_set<pid_t> leaders;        // pids roadie spawned (loop thread only)
-  std::unordered_set<pid_t> seen_children;  // children already looked at (loop thread only)
+  bool orphaned = false;              // set on the loop thread when the runtime died on it
+  std::uint64_t serial = 0;           // loop thread only
+  std::unordered_set<pid_t> leaders;  // pids roadie spawned (loop thread only)
+  // Children already looked at. Written on the loop thread only, under
+  // RuntimeImpl::seen_mutex_ (stop() reads it from other threads).
+  std::unordered_set<pid_t> seen_children;
   std::unordered_map<pid_t, std::shared_ptr<Adoptee>> adoptees;  // loop thread only
   // Creates the reactor (epoll, eventfd, timerfd) now rather than at the first
   // spawn, so the runtime's descriptors exist from its construction on.
@@ -237,7 +240,7 @@ RuntimeImpl::RuntimeImpl(RuntimeOptions options)
   if (options.child_subreaper) subreaper_ = make_child_subreaper();
   // Forked before the loop thread exists, and never taken for an orphan.
   if (options.watchdog) watchdog_ = Watchdog::start(marker_);
-  if (watchdog_) loop_->seen_children.insert(watchdog_->pid());
+  if (watchdog_) loop_->seen_children.insert(watchdog_->pid());  // no other thread yet
   std::promise<void> started;
   // The thread uses only `loop`: if the runtime is destroyed from the loop
   // thread itself (a callback dropped the last process), the thread deletes
@@ -300,7 +303,10 @@ std::shared_ptr<ProcessState> RuntimeImpl::spawn(const Command& command, Process
                                          child.stderr_fd);
     loop_->watches.emplace(state.get(), watch);
     loop_->leaders.insert(child.pid);
-    loop_->seen_children.insert(child.pid);
+    {
+      std::lock_guard lock(seen_mutex_);
+      loop_->seen_children.insert(child.pid);
+    }
     if (watchdog_) watchdog_->guard(child.pid);
     watch->start();
   });
@@ -314,13 +320,19 @@ void RuntimeImpl::release(const std::shared_ptr<ProcessState>& state) {
     it->second->release();
     loop_->watches.erase(it);
     loop_->leaders.erase(state->pid);
-    loop_->seen_children.erase(state->pid);
+    {
+      std::lock_guard lock(seen_mutex_);
+      loop_->seen_children.erase(state->pid);
+    }
     if (watchdog_) watchdog_->forget(state->pid);
     // Its adopted orphans that stop() ended: reaped and closed now, so no
     // descriptor outlives stop().
     for (auto a = loop_->adoptees.begin(); a != loop_->adoptees.end();) {
       if (a->second->owned_by(state.get()) && a->second->finish_if_exited()) {
-        loop_->seen_children.erase(a->first);
+        {
+          std::lock_guard lock(seen_mutex_);
+          loop_->seen_children.erase(a->first);
+        }
         if (watchdog_) watchdog_->forget(a->first);
         a = loop_->adoptees.erase(a);
       } else {
@@ -334,9 +346,12 @@ std::vector<pid_t> RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState
   const pid_t our_group = ::getpgrp();
   const auto children = own_children();
   // Forget children that are gone, so that a recycled pid is looked at again.
-  std::erase_if(loop_->seen_children, [&](pid_t pid) {
-    return !std::binary_search(children.begin(), children.end(), pid);
-  });
+  {
+    std::lock_guard lock(seen_mutex_);
+    std::erase_if(loop_->seen_children, [&](pid_t pid) {
+      return !std::binary_search(children.begin(), children.end(), pid);
+    });
+  }
   // Every runtime of this process marks its children "<our pid>.<random>/N".
   const std::string this_process = std::to_string(::getpid()) + ".";
   for (pid_t child : children) {
@@ -347,7 +362,10 @@ std::vector<pid_t> RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState
     // that kept its marker: left for that process's own exit (or stop()).
     std::string marker = environ_value(child, Runtime::marker_variable);
     if (marker.rfind(this_process, 0) == 0 && marker != owner->marker) continue;
-    loop_->seen_children.insert(child);
+    {
+      std::lock_guard lock(seen_mutex_);
+      loop_->seen_children.insert(child);
+    }
     // The test binary's own children (std::system, popen...) stay in its group.
     if (process_group(child) == our_group) continue;
     std::error_code ec;
@@ -367,12 +385,26 @@ std::vector<pid_t> RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState
 }
 
 std::vector<pid_t> RuntimeImpl::adopt_orphans_now(const std::shared_ptr<ProcessState>& owner) {
+  // Orphans can only be among children not looked at yet: when every child
+  // has been, adopting would do nothing, and the hop to the loop thread (two
+  // thread wake-ups, costly on a VM) is saved.
+  if (!on_loop_thread()) {
+    auto children = own_children();
+    std::lock_guard lock(seen_mutex_);
+    if (std::all_of(children.begin(), children.end(),
+                    [&](pid_t pid) { return loop_->seen_children.count(pid) != 0; })) {
+      return children;
+    }
+  }
   return loop_->run(on_loop_thread(), [&] { return adopt_orphans(owner); });
 }
 
 void RuntimeImpl::forget_adoptee(pid_t pid) {
   loop_->adoptees.erase(pid);
-  loop_->seen_children.erase(pid);
+  {
+    std::lock_guard lock(seen_mutex_);
+    loop_->seen_children.erase(pid);
+  }
   if (watchdog_) watchdog_->forget(pid);
 }
 

@@ -103,6 +103,7 @@ class RuntimeImpl {
   std::thread::id loop_thread_id_;
   std::string marker_;
   bool subreaper_ = false;
+  std::mutex seen_mutex_;  // guards Loop::seen_children against readers off the loop
   // Declared after loop_: destroyed first, once the loop thread has ended.
   std::unique_ptr<Watchdog> watchdog_;
 };
