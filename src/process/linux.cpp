@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -266,6 +267,23 @@ pid_t process_group(pid_t pid) {
 char process_state(pid_t pid) {
   auto stat = read_stat(pid);
   return stat ? stat->state : 0;
+}
+
+void reset_signals_in_child(int ignored) noexcept {
+  struct KernelSigaction {
+    void* handler;
+    unsigned long flags;
+    void* restorer;
+    unsigned long mask;
+  };
+  for (int sig = 1; sig < 65; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    KernelSigaction action{reinterpret_cast<void*>(sig == ignored ? SIG_IGN : SIG_DFL), 0, nullptr,
+                           0};
+    ::syscall(SYS_rt_sigaction, sig, &action, nullptr, sizeof action.mask);
+  }
+  unsigned long none = 0;
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
 }
 
 bool make_child_subreaper() noexcept {

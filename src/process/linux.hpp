@@ -91,6 +91,12 @@ pid_t process_group(pid_t pid);
 /// Process state letter from /proc/PID/stat ('R', 'S', 'Z', ...), 0 if gone.
 char process_state(pid_t pid);
 
+/// In a freshly forked or vforked child: every signal to its default
+/// (`ignored`, when not 0, to SIG_IGN), then all unblocked. Raw system calls
+/// (the kernel's sigaction, no sanitizer interceptor): async-signal-safe, and
+/// writes nothing but the stack.
+void reset_signals_in_child(int ignored) noexcept;
+
 /// Makes this process a child subreaper. Returns false if refused.
 bool make_child_subreaper() noexcept;
 

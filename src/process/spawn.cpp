@@ -26,6 +26,7 @@
 #include <optional>
 #include <string_view>
 
+#include "linux.hpp"
 #include "roadie/error.hpp"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -109,21 +110,8 @@ struct ChildSetup : bp::extend::handler {
     // Every signal to its default, then unblocked (the parent blocked them
     // all around the vfork): none of the test binary's handlers may run here,
     // on the parent's memory, and ignored signals would stay ignored across
-    // exec, where a service must see the defaults. Raw system calls: the
-    // kernel's sigaction, no interceptor of a sanitizer in between.
-    struct {
-      void* handler;
-      unsigned long flags;
-      void* restorer;
-      unsigned long mask;
-    } default_action{reinterpret_cast<void*>(SIG_DFL), 0, nullptr, 0};
-    for (int sig = 1; sig < 65; ++sig) {
-      if (sig != SIGKILL && sig != SIGSTOP) {
-        ::syscall(SYS_rt_sigaction, sig, &default_action, nullptr, sizeof default_action.mask);
-      }
-    }
-    unsigned long none = 0;
-    ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
+    // exec, where a service must see the defaults.
+    reset_signals_in_child(0);
     if (cwd != nullptr && ::chdir(cwd) != 0) fail(Step::chdir);
     // Nothing but stdio reaches the service (the status pipe is already
     // close-on-exec and must stay open until exec).

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../log.hpp"
+#include "linux.hpp"
 
 namespace roadie::detail {
 
@@ -114,12 +115,12 @@ bool has_entry(const char* data, std::size_t size, const char* needle, std::size
   return false;
 }
 
-// Kills every process whose environment carries the runtime's marker.
-unsigned kill_marked(ChildMemory& m) {
-  unsigned killed = 0;
-  int dir = sys_open("/proc", O_RDONLY | O_DIRECTORY);
-  if (dir < 0) return 0;
-  const pid_t self = static_cast<pid_t>(::syscall(SYS_getpid));
+// Calls `f(number, directory_fd)` for each all-digit name in directory
+// `path` (/proc, /proc/self/fd), read with getdents64 into m.dirents.
+template <class F>
+void for_each_number(const char* path, ChildMemory& m, F&& f) {
+  int dir = sys_open(path, O_RDONLY | O_DIRECTORY);
+  if (dir < 0) return;
   for (;;) {
     long got = ::syscall(SYS_getdents64, dir, m.dirents, sizeof m.dirents);
     if (got <= 0) break;
@@ -128,38 +129,48 @@ unsigned kill_marked(ChildMemory& m) {
       const char* record = m.dirents + at;
       unsigned short reclen;
       std::memcpy(&reclen, record + 16, sizeof reclen);
-      const char* name = record + 19;
       at += reclen;
-      pid_t pid = 0;
+      const char* name = record + 19;
+      long number = 0;
       bool numeric = name[0] != '\0';
       for (const char* c = name; *c != '\0'; ++c) {
         if (*c < '0' || *c > '9') {
           numeric = false;
           break;
         }
-        pid = pid * 10 + (*c - '0');
+        number = number * 10 + (*c - '0');
       }
-      if (!numeric || pid == self) continue;
-      char path[64];
-      proc_path(path, pid, "environ");
-      int fd = sys_open(path, O_RDONLY);
-      if (fd < 0) continue;
-      std::size_t size = 0;
-      for (;;) {
-        long n = sys_read(fd, m.environ + size, sizeof m.environ - size);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        size += static_cast<std::size_t>(n);
-        if (size == sizeof m.environ) break;
-      }
-      sys_close(fd);
-      if (has_entry(m.environ, size, m.needle, m.needle_size)) {
-        sys_kill(pid, SIGKILL);
-        ++killed;
-      }
+      if (numeric) f(number, dir);
     }
   }
   sys_close(dir);
+}
+
+// Kills every process whose environment carries the runtime's marker.
+unsigned kill_marked(ChildMemory& m) {
+  unsigned killed = 0;
+  const pid_t self = static_cast<pid_t>(::syscall(SYS_getpid));
+  for_each_number("/proc", m, [&](long number, int) {
+    const auto pid = static_cast<pid_t>(number);
+    if (pid == self) return;
+    char path[64];
+    proc_path(path, pid, "environ");
+    int fd = sys_open(path, O_RDONLY);
+    if (fd < 0) return;
+    std::size_t size = 0;
+    for (;;) {
+      long n = sys_read(fd, m.environ + size, sizeof m.environ - size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      size += static_cast<std::size_t>(n);
+      if (size == sizeof m.environ) break;
+    }
+    sys_close(fd);
+    if (has_entry(m.environ, size, m.needle, m.needle_size)) {
+      sys_kill(pid, SIGKILL);
+      ++killed;
+    }
+  });
   return killed;
 }
 
@@ -183,46 +194,16 @@ void close_others(int keep, ChildMemory& m) {
     if (closes(fd)) sys_close(fd);
   }
   if (done) return;
-  int dir = sys_open("/proc/self/fd", O_RDONLY | O_DIRECTORY);
-  if (dir < 0) return;
-  for (;;) {
-    long got = ::syscall(SYS_getdents64, dir, m.dirents, sizeof m.dirents);
-    if (got <= 0) break;
-    for (long at = 0; at < got;) {
-      const char* record = m.dirents + at;
-      unsigned short reclen;
-      std::memcpy(&reclen, record + 16, sizeof reclen);
-      at += reclen;
-      int fd = 0;
-      const char* c = record + 19;
-      if (*c < '0' || *c > '9') continue;
-      for (; *c >= '0' && *c <= '9'; ++c) fd = fd * 10 + (*c - '0');
-      if (fd != dir && closes(fd)) sys_close(fd);
-    }
-  }
-  sys_close(dir);
+  for_each_number("/proc/self/fd", m, [&](long number, int dir) {
+    const int fd = static_cast<int>(number);
+    if (fd != dir && closes(fd)) sys_close(fd);
+  });
 }
 
-// The kernel's struct sigaction, for raw rt_sigaction.
-struct KernelSigaction {
-  void* handler;
-  unsigned long flags;
-  void* restorer;
-  unsigned long mask;
-};
-
 [[noreturn]] void watch(int socket, int peer, ChildMemory& m) {
-  // The test binary's handlers must not run here: every signal to its
-  // default (SIGPIPE ignored: stderr may be gone), then unblocked.
-  for (int sig = 1; sig < 65; ++sig) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    KernelSigaction action{
-        sig == SIGPIPE ? reinterpret_cast<void*>(SIG_IGN) : reinterpret_cast<void*>(SIG_DFL), 0,
-        nullptr, 0};
-    ::syscall(SYS_rt_sigaction, sig, &action, nullptr, sizeof action.mask);
-  }
-  unsigned long none = 0;
-  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
+  // The test binary's handlers must not run here (SIGPIPE ignored: stderr
+  // may be gone).
+  reset_signals_in_child(SIGPIPE);
   ::syscall(SYS_setsid);
   ::syscall(SYS_prctl, PR_SET_NAME, "roadie-watchdog", 0, 0, 0);
   sys_close(peer);  // else we would never see end of file
