@@ -325,6 +325,11 @@ std::optional<ExitStatus> Executor::exit_status() const {
   return impl_->proc.valid() ? impl_->proc.exit_status() : std::nullopt;
 }
 
+std::optional<ExitStatus> Executor::wait_for_exit(std::chrono::nanoseconds timeout) const {
+  if (!impl_->proc.valid()) return std::nullopt;
+  return impl_->proc.wait_for(timeout);
+}
+
 std::chrono::nanoseconds Executor::time_to_ready() const {
   return impl_->time_to_ready;
 }

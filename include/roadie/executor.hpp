@@ -126,6 +126,11 @@ class Executor {
   Output& output() const;
   /// The exit status of the last run, once it ended.
   std::optional<ExitStatus> exit_status() const;
+  /// Waits until the current run's process exits (by itself, or through
+  /// stop()/kill() on another thread) and returns its status; no value when
+  /// `timeout` passes first or the service was never started. A huge timeout
+  /// waits for ever.
+  std::optional<ExitStatus> wait_for_exit(std::chrono::nanoseconds timeout) const;
   /// Spawn to ready of the last start.
   std::chrono::nanoseconds time_to_ready() const;
 
