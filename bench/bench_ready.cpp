@@ -105,7 +105,7 @@ double ours(const std::vector<std::string>& args, roadie::ReadinessCheck check) 
   roadie::Executor e(roadie::Command(args), std::move(check));
   e.start();
   long long ready = now_ns();
-  auto line = e.output().wait_for(std::regex("T=\\d+"), std::chrono::seconds(10));
+  auto line = e.output().wait_for("T=\\d+", std::chrono::seconds(10));
   double delay = double(ready - parse_stamp(line ? line->text : "")) / 1000.0;
   e.kill();
   return delay;

@@ -26,5 +26,9 @@ find_package(spdlog REQUIRED CONFIG)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 
+# RE2 matches banners, wait_for patterns and HTTP status patterns in linear
+# time without recursion (std::regex overflowed the stack on long lines).
+pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
+
 # JSON for traces (Chrome/Perfetto) and machine-readable status.
 find_package(nlohmann_json 3 REQUIRED CONFIG)

@@ -1,5 +1,8 @@
 #include "roadie/output.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -11,6 +14,7 @@
 #include <mutex>
 
 #include "log.hpp"
+#include "ready/pattern.hpp"
 #include "roadie/error.hpp"
 
 namespace roadie {
@@ -33,7 +37,7 @@ struct StreamBuffer {
 // A wait_for() in progress: the producer tests every new line against it, so a
 // match is seen even if the ring drops the line before the waiter wakes up.
 struct Watcher {
-  const std::regex* pattern;
+  const re2::RE2* pattern;
   std::optional<Stream> stream;
   std::optional<Line> match;
 };
@@ -94,7 +98,7 @@ struct Output::State {
     buf.bytes += line.text.size();
     for (Watcher* w : watchers) {
       if (!w->match && (!w->stream || *w->stream == s) &&
-          std::regex_search(line.text, *w->pattern)) {
+          detail::search(*w->pattern, line.text)) {
         w->match = line;
       }
     }
@@ -136,10 +140,21 @@ Output::Output(OutputOptions options) : state_(std::make_shared<State>(std::move
   if (!state_->options.max_lines) state_->options.max_lines = 1;
   if (!state_->options.max_line_bytes) state_->options.max_line_bytes = 1;
   if (!state_->options.log_file.empty()) {
-    state_->log = std::fopen(state_->options.log_file.c_str(), "ae");
+    const auto& path = state_->options.log_file;
+    // O_NOFOLLOW: a symbolic link planted at the path must not redirect the
+    // tee. The mode is explicit: fopen() would create it 0666 under umask 0.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+      const int error = errno;
+      throw Error("cannot open log file '" + path.string() + "': " +
+                  (error == ELOOP ? std::string("it is a symbolic link (not followed)")
+                                  : std::string(std::strerror(error))));
+    }
+    state_->log = ::fdopen(fd, "a");
     if (state_->log == nullptr) {
-      throw Error("cannot open log file '" + state_->options.log_file.string() +
-                  "': " + std::strerror(errno));
+      const int error = errno;
+      ::close(fd);
+      throw Error("cannot open log file '" + path.string() + "': " + std::strerror(error));
     }
   }
 }
@@ -291,17 +306,18 @@ bool Output::closed(Stream stream) const {
   return state_->streams[index(stream)].closed;
 }
 
-std::optional<Line> Output::wait_for(const std::regex& pattern, std::chrono::nanoseconds timeout,
-                                     std::optional<Stream> stream, std::uint64_t first) const {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+std::optional<Line> Output::wait_for_ns(std::string_view pattern, std::chrono::nanoseconds timeout,
+                                        std::optional<Stream> stream, std::uint64_t first) const {
+  const auto deadline = deadline_after(timeout);
+  const auto compiled = detail::compile_pattern(pattern, "Output::wait_for");
   std::unique_lock lock(state_->mutex);
   for (Stream s : {Stream::out, Stream::err}) {
     if (stream && *stream != s) continue;
     for (const auto& line : state_->streams[index(s)].lines) {
-      if (line.seq >= first && std::regex_search(line.text, pattern)) return line;
+      if (line.seq >= first && detail::search(*compiled, line.text)) return line;
     }
   }
-  Watcher watcher{&pattern, stream, std::nullopt};
+  Watcher watcher{compiled.get(), stream, std::nullopt};
   auto it = state_->watchers.insert(state_->watchers.end(), &watcher);
   auto all_closed = [&] {
     if (stream) return state_->streams[index(*stream)].closed;

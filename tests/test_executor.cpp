@@ -277,7 +277,7 @@ TEST_F(ExecutorTest, FiveMegabytesBeforeTheBannerAreNoObstacle) {
   OutputExecutor e(Command{child("child_chatty"), "5"}, "the banner: ready", with_timeout(60s));
   e.start();
   long long ready_at = roadie::testing::monotonic_ns();
-  auto line = e.output().wait_for(std::regex("wrote 5 MB from (\\d+) to (\\d+)"), 0s);
+  auto line = e.output().wait_for("wrote 5 MB from (\\d+) to (\\d+)", 0s);
   ASSERT_TRUE(line);
   std::smatch m;
   std::regex_search(line->text, m, std::regex("from (\\d+) to (\\d+)"));
@@ -407,7 +407,7 @@ TEST_F(ExecutorTest, TcpServerListeningAfterTwoSecondsIsDetected) {
                 "127.0.0.1", port, with_timeout(60s));
   e.start();
   EXPECT_GE(e.time_to_ready(), 2s);
-  EXPECT_TRUE(e.output().wait_for(std::regex("listening"), roadie::scaled(10s)));
+  EXPECT_TRUE(e.output().wait_for("listening", roadie::scaled(10s)));
 }
 
 TEST_F(ExecutorTest, TcpTimeoutMessageNamesEverything) {
@@ -686,9 +686,9 @@ TEST_F(ExecutorTest, ExitedEventWhenTheServiceDiesByItself) {
   Executor e(Command{child("child_banner"), "--text", "up"}, options);
   e.add_listener(recorder);
   e.start();
-  e.output().wait_for(std::regex("up"), roadie::scaled(10s));
+  e.output().wait_for("up", roadie::scaled(10s));
   ::kill(e.pid(), SIGKILL);
-  EXPECT_EQ(e.output().wait_for(std::regex("never"), roadie::scaled(10s)), std::nullopt);
+  EXPECT_EQ(e.output().wait_for("never", roadie::scaled(10s)), std::nullopt);
   auto status = roadie::Process::spawn(Command{"true"}).wait();  // let the event loop catch up
   (void)status;
   for (int i = 0; i < 1000 && e.running(); ++i) std::this_thread::sleep_for(1ms);

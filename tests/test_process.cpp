@@ -117,7 +117,7 @@ TEST_F(ProcessTest, ShellCommandWhenAsked) {
 TEST_F(ProcessTest, StopSendsTheStopSignalToTheGroup) {
   // The shell's child `sleep` is in the same group and must go too.
   auto p = Process::spawn(Command::shell("sleep 1000 & echo started; wait"));
-  ASSERT_TRUE(p.output().wait_for(std::regex("started"), roadie::scaled(10s)));
+  ASSERT_TRUE(p.output().wait_for("started", roadie::scaled(10s)));
   auto members = p.descendants();
   ASSERT_EQ(members.size(), 1u);
   EXPECT_EQ(p.stop().describe(), "killed by signal 15 (SIGTERM)");
@@ -126,13 +126,13 @@ TEST_F(ProcessTest, StopSendsTheStopSignalToTheGroup) {
 
 TEST_F(ProcessTest, StopUsesTheConfiguredSignal) {
   auto p = Process::spawn(Command{child("child_banner")});
-  ASSERT_TRUE(p.output().wait_for(std::regex("ready"), roadie::scaled(10s)));
+  ASSERT_TRUE(p.output().wait_for("ready", roadie::scaled(10s)));
   EXPECT_EQ(p.stop({.signal = SIGINT}).signal(), SIGINT);
 }
 
 TEST_F(ProcessTest, StopEscalatesToKillAfterTheGrace) {
   auto p = Process::spawn(Command{child("child_ignore_term")});
-  ASSERT_TRUE(p.output().wait_for(std::regex("ignoring"), roadie::scaled(10s)));
+  ASSERT_TRUE(p.output().wait_for("ignoring", roadie::scaled(10s)));
   auto start = std::chrono::steady_clock::now();
   auto status = p.stop({.signal = SIGTERM, .grace = 300ms});
   auto took = std::chrono::steady_clock::now() - start;
@@ -175,7 +175,7 @@ TEST_F(ProcessTest, DaemonWhoseParentStaysIsStoppedToo) {
       Process::spawn(Command{child("child_daemon"), pidfile.string(), "--stay", "--keep-stdio"});
   ASSERT_TRUE(roadie::testing::wait_for_file(pidfile, roadie::scaled(10s)));
   pid_t daemon = read_pid(pidfile);
-  ASSERT_TRUE(p.output().wait_for(std::regex("daemon \\d+ running"), roadie::scaled(10s)));
+  ASSERT_TRUE(p.output().wait_for("daemon \\d+ running", roadie::scaled(10s)));
   EXPECT_TRUE(p.running());
   p.stop();
   EXPECT_FALSE(roadie::testing::exists(daemon));
@@ -290,15 +290,15 @@ TEST_F(ProcessTest, MovedHandleOwnsTheProcess) {
 TEST_F(ProcessTest, WaitForLineWithADeadline) {
   auto p =
       Process::spawn(Command{child("child_banner"), "--delay-ms", "100", "--text", "ready on 9"});
-  auto line = p.output().wait_for(std::regex("ready on (\\d+)"), roadie::scaled(10s));
+  auto line = p.output().wait_for("ready on (\\d+)", roadie::scaled(10s));
   ASSERT_TRUE(line);
   EXPECT_EQ(line->text, "ready on 9");
-  EXPECT_FALSE(p.output().wait_for(std::regex("never printed"), 50ms));
+  EXPECT_FALSE(p.output().wait_for("never printed", 50ms));
 }
 
 TEST_F(ProcessTest, BannerOnStderr) {
   auto p = Process::spawn(Command{child("child_banner"), "--stderr", "--text", "on stderr"});
-  auto line = p.output().wait_for(std::regex("on stderr"), roadie::scaled(10s), Stream::err);
+  auto line = p.output().wait_for("on stderr", roadie::scaled(10s), Stream::err);
   ASSERT_TRUE(line);
   EXPECT_EQ(line->stream, Stream::err);
 }
@@ -417,7 +417,7 @@ TEST_P(WatchdogTest, EndsADaemonWhenTheTestBinaryIsKilled) {
   command.set_env("ROADIE_TEST_PIDFILE", pidfile.string());
   if (hide_env) command.set_env("ROADIE_TEST_HIDE_ENV", "1");
   auto p = Process::spawn(command);
-  ASSERT_TRUE(p.output().wait_for(std::regex("^daemon started$"), roadie::scaled(20s)))
+  ASSERT_TRUE(p.output().wait_for("^daemon started$", roadie::scaled(20s)))
       << p.output().excerpt(40);
   const pid_t daemon = read_pid(pidfile);
   ASSERT_GT(daemon, 0);
@@ -430,7 +430,7 @@ TEST_P(WatchdogTest, EndsADaemonWhenTheTestBinaryIsKilled) {
   }
   EXPECT_FALSE(roadie::testing::exists(daemon)) << "the daemon outlived the killed test binary";
   EXPECT_TRUE(
-      p.output().wait_for(std::regex("^roadie watchdog: process " + std::to_string(p.pid()) +
+      p.output().wait_for(std::string("^roadie watchdog: process " + std::to_string(p.pid()) +
                                      " ended without stopping its services; killed"),
                           roadie::scaled(5s)))
       << p.output().excerpt(40);

@@ -9,11 +9,11 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "roadie/clock.hpp"
 #include "roadie/subscription.hpp"
 
 namespace roadie {
@@ -46,6 +46,9 @@ struct OutputOptions {
   std::size_t max_line_bytes = 64 * 1024;
   /// When set, every byte from both streams is appended to this file as it
   /// arrives and flushed at once (nothing is lost if the test binary dies).
+  /// A new file is created with mode 0644 (less when the umask removes more):
+  /// never writable by others, even under umask 0. A symbolic link at this
+  /// path is refused, never followed.
   std::filesystem::path log_file;
 };
 
@@ -53,7 +56,8 @@ struct OutputOptions {
 /// any thread reads, waits or subscribes.
 class Output {
  public:
-  /// Throws roadie::Error when the log file cannot be opened.
+  /// Throws roadie::Error when the log file cannot be opened (or is a
+  /// symbolic link).
   explicit Output(OutputOptions options = {});
   ~Output();
   Output(const Output&) = delete;
@@ -83,13 +87,28 @@ class Output {
   /// completed as a line).
   bool closed(Stream stream) const;
 
-  /// Waits until a line matching `pattern` (std::regex_search) with
-  /// `seq >= first` arrives on `stream` (either stream when empty), and returns
-  /// it. Returns no value when the timeout passes or when the watched streams
-  /// are all closed without a match, so a dead process never makes a caller
-  /// wait out the whole timeout.
-  std::optional<Line> wait_for(const std::regex& pattern, std::chrono::nanoseconds timeout,
-                               std::optional<Stream> stream = {}, std::uint64_t first = 0) const;
+  /// Waits until a line matching `pattern` with `seq >= first` arrives on
+  /// `stream` (either stream when empty), and returns it. Returns no value when
+  /// the timeout passes or when the watched streams are all closed without a
+  /// match, so a dead process never makes a caller wait out the whole timeout.
+  ///
+  /// `pattern` is an RE2 regular expression (https://github.com/google/re2/wiki/Syntax:
+  /// Perl-like, without back-references or look-around), searched anywhere in
+  /// the line unless anchored with ^ or $. It sees one line at a time, without
+  /// its newline (nor a trailing "\r"), at most `max_line_bytes` long: a longer
+  /// line arrives as several pieces, so a match cannot span a cut. Text is
+  /// UTF-8; `.` does not match a byte that is not valid UTF-8. Matching takes
+  /// time linear in the line and never recurses: no pattern and no output can
+  /// crash the process. Throws roadie::Error naming the pattern when it is not
+  /// valid, before waiting.
+  ///
+  /// Any duration is accepted; a huge one (`milliseconds::max()`) means no
+  /// practical limit, never an overflow into the past.
+  template <class Rep, class Period>
+  std::optional<Line> wait_for(std::string_view pattern, std::chrono::duration<Rep, Period> timeout,
+                               std::optional<Stream> stream = {}, std::uint64_t first = 0) const {
+    return wait_for_ns(pattern, saturated_ns(timeout), stream, first);
+  }
 
   /// Calls `on_line` for every line completed from now on, on the event-loop
   /// thread: keep it short and never block in it.
@@ -104,6 +123,9 @@ class Output {
   void close(Stream stream);
 
  private:
+  std::optional<Line> wait_for_ns(std::string_view pattern, std::chrono::nanoseconds timeout,
+                                  std::optional<Stream> stream, std::uint64_t first) const;
+
   struct State;
   std::shared_ptr<State> state_;
 };
