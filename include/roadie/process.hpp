@@ -89,6 +89,13 @@ class Process {
   ExitStatus stop(const StopOptions& options);
   /// stop() with the kill signal at once.
   ExitStatus kill();
+  /// True when the process had already exited when stop() (or kill()) was
+  /// first called: nothing roadie sent ended it.
+  bool exited_before_stop() const;
+  /// True once stop()'s escalation or kill() sent the kill signal: a death by
+  /// that signal is then roadie's doing, not a stranger's (`kill -9`, the
+  /// OOM killer).
+  bool kill_signal_sent() const noexcept;
 
   /// The captured output (valid as long as this handle is).
   Output& output() const;

@@ -141,19 +141,21 @@ std::optional<ExitStatus> to_status(const siginfo_t& info) {
 }
 }  // namespace
 
-std::optional<ExitStatus> peek_exit(int pidfd) noexcept {
+ChildPeek peek_child(int pidfd) noexcept {
   siginfo_t info{};
   while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
                   WEXITED | WNOWAIT | WNOHANG) != 0) {
-    if (errno != EINTR) return std::nullopt;
+    if (errno != EINTR) return {ChildState::not_ours};
   }
-  return to_status(info);
+  auto status = to_status(info);
+  if (!status) return {ChildState::running};
+  return {ChildState::exited, *status};
 }
 
-std::optional<ExitStatus> reap_pidfd(int pidfd) noexcept {
+std::optional<ExitStatus> reap_pidfd(int pidfd, bool block) noexcept {
   siginfo_t info{};
   while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
-                  WEXITED | WNOHANG) != 0) {
+                  WEXITED | (block ? 0 : WNOHANG)) != 0) {
     if (errno != EINTR) return std::nullopt;
   }
   return to_status(info);

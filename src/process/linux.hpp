@@ -48,11 +48,21 @@ bool has_exited(int pidfd) noexcept;
 /// Waits until one of `pidfds` reports an exit or the deadline passes.
 void wait_any_exit(const std::vector<int>& pidfds, std::chrono::steady_clock::time_point deadline);
 
-/// The exit status of an exited child, without reaping it (WNOWAIT).
-std::optional<ExitStatus> peek_exit(int pidfd) noexcept;
+/// What waitid says of our child behind a pidfd, without reaping it.
+enum class ChildState {
+  running,   ///< not exited (a wake-up that said otherwise was stale)
+  exited,    ///< exited, a zombie still holding its pid: the status is known
+  not_ours,  ///< not our child any more: somebody reaped it (or never ours)
+};
+struct ChildPeek {
+  ChildState state = ChildState::running;
+  ExitStatus status = ExitStatus::exited(-1);  ///< meaningful when `exited`
+};
+/// One waitid(P_PIDFD, WEXITED | WNOWAIT | WNOHANG): never reaps, never blocks.
+ChildPeek peek_child(int pidfd) noexcept;
 /// Reaps the exited child behind a pidfd (never a stranger that reused its pid);
-/// no value when it is not our child or has not exited.
-std::optional<ExitStatus> reap_pidfd(int pidfd) noexcept;
+/// no value when it is not our child or (unless `block`) has not exited.
+std::optional<ExitStatus> reap_pidfd(int pidfd, bool block = false) noexcept;
 /// Reaps an exited child; no value when it is not our child or not exited.
 std::optional<ExitStatus> reap(pid_t pid, bool block) noexcept;
 

@@ -2,10 +2,12 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <map>
 
 #include "../log.hpp"
 #include "linux.hpp"
+#include "roadie/clock.hpp"
 #include "roadie/error.hpp"
 #include "runtime_impl.hpp"
 
@@ -103,9 +105,18 @@ std::optional<ExitStatus> Process::wait_for(std::chrono::nanoseconds timeout) co
 }
 
 void Process::signal(int sig) const {
-  std::lock_guard lock(state_->stop_mutex);
-  // While not stopped the leader is unreaped, so its group id is reserved.
-  if (!state_->stopped) ::kill(-state_->pid, sig);
+  auto& s = *state_;
+  std::lock_guard lock(s.stop_mutex);
+  if (s.stopped) return;  // reaped: the pid may be a stranger's
+  // While the leader is our unreaped child (alive or a zombie) it reserves
+  // its pid and so its group id. Once somebody else reaped it, the group id
+  // may be a stranger's: only the leader's pidfd is used, which can never
+  // reach another process.
+  if (detail::peek_child(s.pidfd).state != detail::ChildState::not_ours) {
+    ::kill(-s.pid, sig);
+  } else {
+    detail::send_signal(s.pidfd, sig);
+  }
 }
 
 Subscription Process::on_exit(std::function<void(const ExitStatus&)> fn) const {
@@ -148,6 +159,157 @@ ExitStatus Process::kill() {
   return stop(options);
 }
 
+namespace {
+
+// One stop() of one process: signal the group and every descendant roadie
+// can attribute to it, wait, escalate, reap. Each descendant is held by a
+// pidfd before it is signalled, so a recycled pid is never signalled.
+class Stopper {
+ public:
+  Stopper(detail::RuntimeImpl& runtime, const std::shared_ptr<detail::ProcessState>& state,
+          const StopOptions& options)
+      : runtime_(runtime),
+        state_(state),
+        s_(*state),
+        options_(options),
+        children_only_(runtime.subreaper()),
+        signal_(options.signal) {}
+
+  // Returns whether the wait after the kill signal ran out with processes
+  // still alive.
+  bool signal_and_wait() {
+    look_for_descendants();
+    signal_everyone();
+    auto deadline = deadline_after(options_.grace);
+    for (bool first = true;; first = false) {
+      auto waiting = alive();
+      // An exit can orphan more descendants (re-parented to us, the
+      // subreaper, before the exit is visible): look again after every wait,
+      // and at once if something known has already exited. When nothing
+      // known was alive before the look and the look finds nothing new,
+      // every orphan has been seen: done.
+      if (!first || waiting.size() < 1 + tracked_.size()) {
+        const std::size_t known = tracked_.size();
+        look_for_descendants();
+        if (tracked_.size() != known) continue;  // signalled: wait for them too
+        if (waiting.empty()) return false;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        if (escalated_) {
+          detail::log().error("{} (pid {}): {} process(es) still alive {} s after {}", s_.name,
+                              s_.pid, waiting.size(), kAfterKill.count(), signal_name(signal_));
+          return true;
+        }
+        escalate();
+        deadline = deadline_after(kAfterKill);
+        continue;
+      }
+      detail::wait_any_exit(waiting, deadline);
+    }
+  }
+
+  // Reaps the descendants that are our children (re-parented to us), zombies
+  // left in the group, then the leader; returns the leader's status when this
+  // call reaped it.
+  std::optional<ExitStatus> reap(bool gave_up) {
+    for (auto& [pid, pidfd] : tracked_) detail::reap_pidfd(pidfd.get());
+    // (Taken at the last look, after every known exit, when we are the
+    // subreaper; otherwise looked up now.)
+    if (!children_only_) last_children_ = detail::own_children();
+    for (pid_t pid : detail::attributed_among(last_children_, s_.pid, s_.marker_entry)) {
+      if (detail::process_state(pid) != 'Z') continue;
+      std::error_code ec;
+      auto pidfd = detail::PidFd::open(pid, ec);
+      if (pidfd.valid() && detail::is_attributed(pid, s_.pid, s_.marker_entry)) {
+        detail::reap_pidfd(pidfd.get());
+      }
+    }
+    {
+      std::lock_guard lock(s_.mutex);
+      s_.reaping = true;
+    }
+    // Through the pidfd: if somebody else reaped the leader, its pid may be
+    // another child's by now, and waiting by pid would reap that one.
+    return detail::reap_pidfd(s_.pidfd, /*block=*/!gave_up || alive().empty());
+  }
+
+ private:
+  std::vector<pid_t> adopted() const {
+    std::lock_guard lock(s_.mutex);
+    return s_.adopted;
+  }
+
+  void track(pid_t pid, detail::PidFd pidfd) {
+    detail::send_signal(pidfd.get(), signal_);
+    tracked_.emplace(pid, std::move(pidfd));
+  }
+
+  void look_for_descendants() {
+    // One look at our children serves both: the loop thread adopts the
+    // orphans among them (their environment may no longer show the marker)
+    // and hands the list back.
+    const auto candidates =
+        children_only_ ? runtime_.adopt_orphans_now(state_) : detail::all_pids();
+    if (children_only_) last_children_ = candidates;
+    for (pid_t pid : detail::attributed_among(candidates, s_.pid, s_.marker_entry)) {
+      if (tracked_.count(pid)) continue;
+      std::error_code ec;
+      auto pidfd = detail::PidFd::open(pid, ec);
+      // Re-check after opening: the pidfd now pins the process we checked.
+      if (!pidfd.valid() || !detail::is_attributed(pid, s_.pid, s_.marker_entry)) continue;
+      track(pid, std::move(pidfd));
+    }
+    for (pid_t pid : adopted()) {
+      if (tracked_.count(pid)) continue;
+      std::error_code ec;
+      auto pidfd = detail::PidFd::open(pid, ec);
+      if (!pidfd.valid()) continue;
+      const auto again = adopted();  // reaped meanwhile: the pidfd may be a stranger's
+      if (std::find(again.begin(), again.end(), pid) == again.end()) continue;
+      track(pid, std::move(pidfd));
+    }
+  }
+
+  void signal_everyone() {
+    if (signal_ == options_.kill_signal) s_.kill_signal_sent.store(true);
+    // The leader is in its group (setsid() is refused to a group leader). The
+    // group is signalled only while the leader, our unreaped child, reserves
+    // its id; otherwise its pidfd (which cannot reach a stranger) and the
+    // tracked members' pidfds do.
+    const bool group_reserved =
+        detail::peek_child(s_.pidfd).state != detail::ChildState::not_ours;
+    if (!group_reserved || ::kill(-s_.pid, signal_) != 0) detail::send_signal(s_.pidfd, signal_);
+    for (auto& [pid, pidfd] : tracked_) detail::send_signal(pidfd.get(), signal_);
+  }
+
+  void escalate() {
+    escalated_ = true;
+    signal_ = options_.kill_signal;
+    signal_everyone();
+  }
+
+  std::vector<int> alive() const {
+    std::vector<int> fds;
+    if (!detail::has_exited(s_.pidfd)) fds.push_back(s_.pidfd);
+    for (const auto& [pid, pidfd] : tracked_) {
+      if (!detail::has_exited(pidfd.get())) fds.push_back(pidfd.get());
+    }
+    return fds;
+  }
+
+  detail::RuntimeImpl& runtime_;
+  const std::shared_ptr<detail::ProcessState>& state_;
+  detail::ProcessState& s_;
+  const StopOptions& options_;
+  const bool children_only_;
+  int signal_;
+  bool escalated_ = false;
+  std::map<pid_t, detail::PidFd> tracked_;  // descendants outside the leader
+  std::vector<pid_t> last_children_;        // our children at the last look (subreaper only)
+};
+
+}  // namespace
+
 ExitStatus Process::stop(const StopOptions& options) {
   auto& s = *state_;
   std::lock_guard stop_lock(s.stop_mutex);
@@ -155,113 +317,13 @@ ExitStatus Process::stop(const StopOptions& options) {
     if (auto status = exit_status()) return *status;
     throw Error(s.name + " (pid " + std::to_string(s.pid) + "): could not be stopped");
   }
-
-  const pid_t pgid = s.pid;
-  const bool children_only = runtime_->subreaper();
-  // Descendants outside the leader, each held by a pidfd so that a signal can
-  // never reach a process that reused the pid.
-  std::map<pid_t, detail::PidFd> tracked;
-  int current_signal = options.signal;
-
-  std::vector<pid_t> last_children;  // our children at the last look (subreaper only)
-  auto adopted = [&] {
-    std::lock_guard lock(s.mutex);
-    return s.adopted;
-  };
-  auto track_new = [&] {
-    // One look at our children serves both: the loop thread adopts the
-    // orphans among them (attributed at the exit that orphaned them: their
-    // environment may no longer show the marker) and hands the list back.
-    const auto candidates =
-        children_only ? runtime_->adopt_orphans_now(state_) : detail::all_pids();
-    if (children_only) last_children = candidates;
-    for (pid_t pid : detail::attributed_among(candidates, pgid, s.marker_entry)) {
-      if (tracked.count(pid)) continue;
-      std::error_code ec;
-      auto pidfd = detail::PidFd::open(pid, ec);
-      // Re-check after opening: the pidfd now pins the process we checked.
-      if (!pidfd.valid() || !detail::is_attributed(pid, pgid, s.marker_entry)) continue;
-      detail::send_signal(pidfd.get(), current_signal);
-      tracked.emplace(pid, std::move(pidfd));
-    }
-    for (pid_t pid : adopted()) {
-      if (tracked.count(pid)) continue;
-      std::error_code ec;
-      auto pidfd = detail::PidFd::open(pid, ec);
-      if (!pidfd.valid()) continue;
-      bool still_ours = false;
-      for (pid_t again : adopted()) still_ours = still_ours || again == pid;
-      if (!still_ours) continue;  // reaped meanwhile: the pidfd may be a stranger's
-      detail::send_signal(pidfd.get(), current_signal);
-      tracked.emplace(pid, std::move(pidfd));
-    }
-  };
-  auto signal_all = [&] {
-    // The leader is in its group (setsid() is refused to a group leader); its
-    // pidfd is the fallback only if the group is gone, so it gets one signal.
-    if (::kill(-pgid, current_signal) != 0) detail::send_signal(s.pidfd, current_signal);
-    for (auto& [pid, pidfd] : tracked) detail::send_signal(pidfd.get(), current_signal);
-  };
-  auto alive = [&] {
-    std::vector<int> fds;
-    if (!detail::has_exited(s.pidfd)) fds.push_back(s.pidfd);
-    for (auto& [pid, pidfd] : tracked) {
-      if (!detail::has_exited(pidfd.get())) fds.push_back(pidfd.get());
-    }
-    return fds;
-  };
-
-  track_new();
-  signal_all();
-  auto deadline = std::chrono::steady_clock::now() + options.grace;
-  bool escalated = false;
-  for (bool first = true;; first = false) {
-    auto waiting = alive();
-    // An exit can orphan more descendants (re-parented to us, the subreaper,
-    // before the exit is visible): look again after every wait, and at once
-    // if something known has already exited. When nothing known was alive
-    // before the look and the look finds nothing new, every orphan has been
-    // seen: done.
-    if (!first || waiting.size() < 1 + tracked.size()) {
-      const std::size_t known = tracked.size();
-      track_new();
-      if (tracked.size() != known) continue;  // signalled: wait for them too
-      if (waiting.empty()) break;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      if (escalated) {
-        detail::log().error("{} (pid {}): {} process(es) still alive {} s after {}", s.name, s.pid,
-                            waiting.size(), kAfterKill.count(), signal_name(current_signal));
-        break;
-      }
-      escalated = true;
-      current_signal = options.kill_signal;
-      signal_all();
-      deadline = std::chrono::steady_clock::now() + kAfterKill;
-      continue;
-    }
-    detail::wait_any_exit(waiting, deadline);
-  }
-
-  // Reap: descendants that are our children (re-parented to us), zombies left
-  // in the group, then the leader.
-  for (auto& [pid, pidfd] : tracked) detail::reap_pidfd(pidfd.get());
-  // (Taken at the last look, after every known exit, when we are the
-  // subreaper; otherwise looked up now.)
-  if (!children_only) last_children = detail::own_children();
-  for (pid_t pid : detail::attributed_among(last_children, pgid, s.marker_entry)) {
-    if (detail::process_state(pid) != 'Z') continue;
-    std::error_code ec;
-    auto pidfd = detail::PidFd::open(pid, ec);
-    if (pidfd.valid() && detail::is_attributed(pid, pgid, s.marker_entry)) {
-      detail::reap_pidfd(pidfd.get());
-    }
-  }
   {
     std::lock_guard lock(s.mutex);
-    s.reaping = true;
+    s.exited_before_stop = s.status.has_value();
   }
-  auto status = detail::reap(s.pid, !escalated || alive().empty());
+  Stopper stopper(*runtime_, state_, options);
+  const bool gave_up = stopper.signal_and_wait();
+  auto status = stopper.reap(gave_up);
   // Drain and close the pipes first: when the exit is published, all the
   // output is in (as when the event loop publishes it).
   runtime_->release(state_);
@@ -272,6 +334,15 @@ ExitStatus Process::stop(const StopOptions& options) {
     throw Error(s.name + " (pid " + std::to_string(s.pid) + "): could not be stopped");
   }
   return *final_status;
+}
+
+bool Process::exited_before_stop() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->exited_before_stop;
+}
+
+bool Process::kill_signal_sent() const noexcept {
+  return state_ && state_->kill_signal_sent.load();
 }
 
 }  // namespace roadie

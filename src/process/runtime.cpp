@@ -46,10 +46,7 @@ class Watch : public std::enable_shared_from_this<Watch> {
   void start() {
     read(Stream::out);
     read(Stream::err);
-    pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
-                      [self = shared_from_this()](std::error_code ec) {
-                        if (!ec && self->state_) self->on_exit();
-                      });
+    wait_exit();
   }
 
   // Reads what is left without waiting, then closes everything.
@@ -111,11 +108,30 @@ class Watch : public std::enable_shared_from_this<Watch> {
     return true;
   }
 
-  void on_exit() {
+  void wait_exit() {
+    pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
+                      [self = shared_from_this()](std::error_code ec) {
+                        if (!ec && self->state_) self->on_wake();
+                      });
+  }
+
+  // A wake-up is not an exit: the reactor can deliver a readiness event that
+  // was queued for a descriptor since closed (a released process) to the
+  // descriptor that took its number. Ask the kernel, and wait again if the
+  // child is still running.
+  void on_wake() {
+    const ChildPeek peek = peek_child(pidfd_.native_handle());
+    if (peek.state == ChildState::running) {
+      wait_exit();
+      return;
+    }
+    on_exit(peek);
+  }
+
+  void on_exit(const ChildPeek& peek) {
     // Held here: a callback below may drop the last Process, whose stop()
     // releases this watch (and its reference) meanwhile.
     auto state = state_;
-    auto status = peek_exit(pidfd_.native_handle());
     // The child is gone, so everything it wrote is in the pipes: take it
     // before announcing the exit, so that a waiter sees all its output.
     drain(Stream::out);
@@ -133,21 +149,25 @@ class Watch : public std::enable_shared_from_this<Watch> {
         log().error("{} (pid {}): cannot adopt its orphans: {}", state->name, state->pid, e.what());
       }
     }
-    bool publish = true;
-    if (!status) {
+    if (peek.state == ChildState::exited) {
+      state->publish_exit(peek.status);
+      return;
+    }
+    {
       std::lock_guard lock(state->mutex);
-      // stop() reaped it first: stop() publishes. Otherwise somebody else
-      // reaped our child (waitpid(-1), SIGCHLD ignored): no status to be had,
-      // but waiters must not wait forever.
-      publish = !state->reaping;
+      // stop() reaped it first: stop() publishes.
+      if (state->reaping) return;
     }
-    if (publish) {
-      if (!status) {
-        log().warn("{} (pid {}) was reaped by someone else; its exit status is lost", state->name,
-                   state->pid);
-      }
-      state->publish_exit(status.value_or(ExitStatus::exited(-1)));
+    // Somebody else reaped our child (waitpid(-1), SIGCHLD ignored): no status
+    // to be had, but waiters must not wait for ever. From now on its pid may
+    // be a stranger's: nothing signals it (see Process::signal, stop()).
+    {
+      std::lock_guard lock(state->mutex);
+      state->reaped_elsewhere = true;
     }
+    log().warn("{} (pid {}) was reaped by someone else; its exit status is lost", state->name,
+               state->pid);
+    state->publish_exit(ExitStatus::exited(-1));
     // Nothing after the exit callbacks: one of them may have dropped the
     // process, releasing this watch (and perhaps the runtime).
   }
@@ -182,7 +202,13 @@ class Adoptee : public std::enable_shared_from_this<Adoptee> {
   void start() {
     pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
                       [self = shared_from_this()](std::error_code ec) {
-                        if (!ec && self->pidfd_.is_open()) self->on_exit();
+                        if (ec || !self->pidfd_.is_open()) return;
+                        // A stale wake-up (see Watch::on_wake) is not an exit.
+                        if (peek_child(self->pidfd_.native_handle()).state == ChildState::running) {
+                          self->start();
+                        } else {
+                          self->on_exit();
+                        }
                       });
   }
   pid_t pid() const { return pid_; }

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <list>
@@ -46,6 +47,9 @@ struct ProcessState {
   mutable std::condition_variable exited;
   std::optional<ExitStatus> status;  // set once, by whoever learns it first
   bool reaping = false;              // stop() is about to reap the leader
+  bool reaped_elsewhere = false;     // someone else reaped it: its pid is not ours
+  bool exited_before_stop = false;   // the exit was known when stop() began
+  std::atomic<bool> kill_signal_sent{false};  // stop()'s escalation or kill() sent it
   std::chrono::steady_clock::time_point exit_seen;
   std::list<std::shared_ptr<ExitCallback>> exit_callbacks;
   // Orphans re-parented to us (the subreaper) when this process or one of its
