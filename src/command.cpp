@@ -3,13 +3,56 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "roadie/error.hpp"
+
 namespace roadie {
+
+namespace {
+
+// The text with each NUL shown as "\0", for messages.
+std::string visible(std::string_view text) {
+  std::string shown;
+  for (char c : text) {
+    if (c == '\0') {
+      shown += "\\0";
+    } else {
+      shown += c;
+    }
+  }
+  return shown;
+}
+
+bool has_nul(std::string_view text) {
+  return text.find('\0') != std::string_view::npos;
+}
+
+// The system takes C strings: a NUL would silently cut the value short, and a
+// name with '=' would set another variable than the one named.
+void check_env_name(std::string_view call, const std::string& name) {
+  if (name.empty()) throw Error("roadie::Command::" + std::string(call) + ": empty variable name");
+  if (name.find('=') != std::string::npos) {
+    throw Error("roadie::Command::" + std::string(call) + ": variable name '" + visible(name) +
+                "' contains '='");
+  }
+  if (has_nul(name)) {
+    throw Error("roadie::Command::" + std::string(call) + ": variable name '" + visible(name) +
+                "' contains a NUL byte");
+  }
+}
+
+}  // namespace
 
 Command::Command(std::initializer_list<std::string> argv)
     : Command(std::vector<std::string>(argv)) {}
 
 Command::Command(std::vector<std::string> argv) : argv_(std::move(argv)) {
   if (argv_.empty()) throw std::invalid_argument("roadie::Command: argv must not be empty");
+  for (std::size_t i = 0; i < argv_.size(); ++i) {
+    if (!has_nul(argv_[i])) continue;
+    throw Error("roadie::Command: " +
+                (i == 0 ? std::string("the program") : "argument " + std::to_string(i)) + " '" +
+                visible(argv_[i]) + "' contains a NUL byte");
+  }
 }
 
 Command Command::shell(std::string script) {
@@ -17,11 +60,17 @@ Command Command::shell(std::string script) {
 }
 
 Command& Command::set_env(std::string name, std::string value) {
+  check_env_name("set_env", name);
+  if (has_nul(value)) {
+    throw Error("roadie::Command::set_env: the value of " + name + " ('" + visible(value) +
+                "') contains a NUL byte");
+  }
   env_[std::move(name)] = std::move(value);
   return *this;
 }
 
 Command& Command::unset_env(std::string name) {
+  check_env_name("unset_env", name);
   env_[std::move(name)] = std::nullopt;
   return *this;
 }
@@ -32,6 +81,10 @@ Command& Command::clear_env() {
 }
 
 Command& Command::set_cwd(std::filesystem::path dir) {
+  if (has_nul(dir.native())) {
+    throw Error("roadie::Command::set_cwd: directory '" + visible(dir.native()) +
+                "' contains a NUL byte");
+  }
   cwd_ = std::move(dir);
   return *this;
 }

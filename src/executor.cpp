@@ -374,7 +374,7 @@ OutputExecutor::OutputExecutor(Command command, std::string banner, ExecutorOpti
                                std::optional<Stream> stream)
     : Executor(std::move(command), ready::banner(std::move(banner), stream), std::move(options)) {}
 
-TcpExecutor::TcpExecutor(Command command, std::string host, std::uint16_t port,
+TcpExecutor::TcpExecutor(Command command, std::string host, Port port,
                          ExecutorOptions options)
     : Executor(std::move(command), ready::tcp(std::move(host), port), std::move(options)) {}
 

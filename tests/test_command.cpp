@@ -1,9 +1,26 @@
 #include <gtest/gtest.h>
 
 #include "roadie/command.hpp"
+#include "roadie/error.hpp"
 #include "roadie/exit_status.hpp"
 
 using roadie::Command;
+using namespace std::string_literals;
+
+namespace {
+
+// The message of the roadie::Error that `make` throws ("" when none).
+template <class F>
+std::string error_of(F make) {
+  try {
+    make();
+  } catch (const roadie::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
 
 TEST(Command, DisplayQuotesOnlyWhatNeedsIt) {
   Command c{"redis-server", "--port", "7001", "--save", "", "it's here"};
@@ -17,6 +34,32 @@ TEST(Command, ShellRunsThroughBinSh) {
 
 TEST(Command, EmptyArgvIsRejected) {
   EXPECT_THROW(Command(std::vector<std::string>{}), std::invalid_argument);
+}
+
+// A NUL would cut the C string the system gets: refused, never truncated.
+TEST(Command, NulBytesInArgvAreRejectedNamingTheArgument) {
+  EXPECT_EQ(error_of([] { Command({"redis-server", "--port", "70\0"s "01"}); }),
+            "roadie::Command: argument 2 '70\\001' contains a NUL byte");
+  EXPECT_EQ(error_of([] { Command{"redis\0"s "-server"}; }),
+            "roadie::Command: the program 'redis\\0-server' contains a NUL byte");
+  EXPECT_NE(error_of([] { Command::shell("echo a\0"s "b"); }), "");
+}
+
+TEST(Command, BadEnvironmentNamesAndValuesAreRejectedNamingThem) {
+  Command c{"x"};
+  EXPECT_EQ(error_of([&] { c.set_env("A=B", "1"); }),
+            "roadie::Command::set_env: variable name 'A=B' contains '='");
+  EXPECT_EQ(error_of([&] { c.set_env("", "1"); }), "roadie::Command::set_env: empty variable name");
+  EXPECT_EQ(error_of([&] { c.set_env("N\0"s "AME", "1"); }),
+            "roadie::Command::set_env: variable name 'N\\0AME' contains a NUL byte");
+  EXPECT_EQ(error_of([&] { c.set_env("NAME", "va\0"s "lue"); }),
+            "roadie::Command::set_env: the value of NAME ('va\\0lue') contains a NUL byte");
+  EXPECT_EQ(error_of([&] { c.unset_env("A=B"); }),
+            "roadie::Command::unset_env: variable name 'A=B' contains '='");
+  EXPECT_EQ(error_of([&] { c.set_cwd("/tmp\0"s "/x"); }),
+            "roadie::Command::set_cwd: directory '/tmp\\0/x' contains a NUL byte");
+  EXPECT_TRUE(c.env_changes().empty());
+  EXPECT_FALSE(c.cwd());
 }
 
 TEST(Command, EnvironmentMergesOverTheParents) {

@@ -1,11 +1,14 @@
 // Line splitting, bounds, tee and waiting, fed directly (no process needed).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "roadie/error.hpp"
 #include "roadie/output.hpp"
+#include "roadie/process.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -85,6 +88,37 @@ TEST(Output, CutsLinesLongerThanTheBound) {
   EXPECT_EQ(texts(out.lines()), (Strings{"abcd", "efgh", "ijkl", "mnop"}));
 }
 
+TEST(Output, UnterminatedLastLineReachesSubscribersAtEndOfFile) {
+  Output out;
+  std::vector<std::string> seen;
+  auto subscription = out.subscribe([&](const Line& line) { seen.push_back(line.text); });
+  out.append(Stream::out, "first\nlast without newline");
+  EXPECT_EQ(seen, (Strings{"first"}));
+  out.close(Stream::out);
+  EXPECT_EQ(seen, (Strings{"first", "last without newline"}));
+}
+
+// The same through a real process: ProcessOptions::on_line gets the last line
+// that the child left without a newline when it exited.
+class OutputOfAProcess : public roadie::testing::NoLeaks {};
+
+TEST_F(OutputOfAProcess, UnterminatedLastLineReachesOnLine) {
+  std::mutex mutex;
+  std::vector<std::string> seen;
+  roadie::ProcessOptions options;
+  options.on_line = [&](const Line& line) {
+    std::lock_guard lock(mutex);
+    seen.push_back(line.text);
+  };
+  auto p = roadie::Process::spawn(roadie::Command{roadie::testing::child("child_partial"), "0"},
+                                  options);
+  auto status = p.wait_for(roadie::scaled(10s));
+  ASSERT_TRUE(status) << p.output().excerpt();
+  p.stop();
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(seen, (Strings{"hello world", "no newline at the end"}));
+}
+
 TEST(Output, SubscribersSeeEveryLineUntilUnsubscribed) {
   Output out;
   std::vector<std::string> seen;
@@ -147,6 +181,72 @@ TEST(Output, WaitForTimesOutAndRespectsTheStartingSeq) {
   EXPECT_FALSE(out.wait_for("match", 0ms, Stream::err));
 }
 
+// std::regex recursed once per character: these lines overflowed the stack.
+TEST(Output, WaitForMatchesLongLinesWithoutCrashing) {
+  Output out;
+  const std::string long_match = "started " + std::string(60'000, 'x') + " done";
+  const std::string full_line(64 * 1024, 'a');  // exactly max_line_bytes
+  out.append(Stream::out, long_match + "\n");
+  out.append(Stream::out, full_line + "\n");
+  out.append(Stream::out, "aab\n");
+  auto found = out.wait_for("started.*done", 0ms);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->seq, 0u);
+  EXPECT_EQ(found->text.size(), long_match.size());
+  // Exponential for a backtracking matcher on the 64 KiB line of 'a's.
+  auto pathological = out.wait_for("(a+)+b", 0ms);
+  ASSERT_TRUE(pathological);
+  EXPECT_EQ(pathological->text, "aab");
+  EXPECT_FALSE(out.wait_for("^(a|aa)+$x", 0ms));
+
+  // The same through a waiter, matched on the appending thread.
+  std::thread writer([&] {
+    std::this_thread::sleep_for(20ms);
+    out.append(Stream::err, "started " + std::string(60'000, 'y') + " done\n");
+  });
+  auto later = out.wait_for("started y+ done$", 10s, Stream::err);
+  writer.join();
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->stream, Stream::err);
+}
+
+TEST(Output, WaitForRejectsAnInvalidPatternNamingIt) {
+  Output out;
+  out.append(Stream::out, "x\n");
+  try {
+    out.wait_for("unclosed (group", 0ms);
+    FAIL() << "no exception";
+  } catch (const roadie::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/unclosed (group/"), std::string::npos) << e.what();
+  }
+}
+
+// A huge timeout means "no practical limit": it must wait, not overflow into
+// the past and return at once.
+TEST(Output, WaitForWithAHugeTimeoutWaits) {
+  for (auto timeout : {std::chrono::nanoseconds::max(),
+                       roadie::saturated_ns(std::chrono::milliseconds::max())}) {
+    Output out;
+    std::thread writer([&] {
+      std::this_thread::sleep_for(100ms);
+      out.append(Stream::out, "late line\n");
+    });
+    auto found = out.wait_for("late", timeout);
+    writer.join();
+    ASSERT_TRUE(found);
+    EXPECT_EQ(found->text, "late line");
+  }
+  Output out;
+  std::thread writer([&] {
+    std::this_thread::sleep_for(100ms);
+    out.append(Stream::out, "late line\n");
+  });
+  auto found = out.wait_for("late", std::chrono::milliseconds::max());
+  writer.join();
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->text, "late line");
+}
+
 TEST(Output, WaitForReturnsWhenTheStreamsClose) {
   Output out;
   std::thread closer([&] {
@@ -192,4 +292,40 @@ TEST(Output, UnwritableLogFileIsAClearError) {
     EXPECT_STREQ(e.what(),
                  "cannot open log file '/nonexistent-dir/service.log': No such file or directory");
   }
+}
+
+TEST(Output, LogFileIsNotFollowedThroughASymlink) {
+  roadie::testing::TempDir dir;
+  const auto target = dir.path() / "precious";
+  { std::ofstream(target) << "keep me\n"; }
+  std::filesystem::create_symlink(target, dir.path() / "service.log");
+  OutputOptions options;
+  options.log_file = dir.path() / "service.log";
+  try {
+    Output out(options);
+    out.append(Stream::out, "overwritten\n");
+    FAIL() << "a symlink at the log path was followed";
+  } catch (const roadie::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("symbolic link"), std::string::npos) << e.what();
+  }
+  std::ifstream in(target);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "keep me\n");
+}
+
+TEST(Output, LogFileIsNotWorldWritableUnderUmaskZero) {
+  roadie::testing::TempDir dir;
+  OutputOptions options;
+  options.log_file = dir.path() / "service.log";
+  const mode_t old_mask = ::umask(0);
+  try {
+    Output out(options);
+  } catch (...) {
+    ::umask(old_mask);
+    throw;
+  }
+  ::umask(old_mask);
+  struct stat st {};
+  ASSERT_EQ(::stat(options.log_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
 }

@@ -19,7 +19,8 @@ namespace roadie {
 /// the child will get (so a PATH set here is honoured).
 class Command {
  public:
-  /// Throws std::invalid_argument when argv is empty.
+  /// Throws std::invalid_argument when argv is empty, and roadie::Error naming
+  /// the argument when one contains a NUL byte (the system would cut it there).
   Command(std::initializer_list<std::string> argv);
   explicit Command(std::vector<std::string> argv);
 
@@ -29,13 +30,17 @@ class Command {
   const std::vector<std::string>& argv() const noexcept { return argv_; }
   const std::string& program() const noexcept { return argv_.front(); }
 
-  /// Sets a variable over the inherited environment.
+  /// Sets a variable over the inherited environment. Throws roadie::Error
+  /// naming the variable when the name is empty or holds '=' or a NUL byte, or
+  /// when the value holds a NUL byte.
   Command& set_env(std::string name, std::string value);
-  /// Removes a variable from the child's environment.
+  /// Removes a variable from the child's environment. Throws roadie::Error for
+  /// the names set_env() refuses.
   Command& unset_env(std::string name);
   /// The child starts from an empty environment instead of the parent's; the
   /// variables set with set_env() are then all it gets.
   Command& clear_env();
+  /// Throws roadie::Error when the path holds a NUL byte.
   Command& set_cwd(std::filesystem::path dir);
 
   /// Variables set (a value) or removed (no value) over the base environment.

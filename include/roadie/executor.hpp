@@ -160,7 +160,7 @@ class OutputExecutor : public Executor {
 /// Ready when host:port accepts a TCP connection.
 class TcpExecutor : public Executor {
  public:
-  TcpExecutor(Command command, std::string host, std::uint16_t port, ExecutorOptions options = {});
+  TcpExecutor(Command command, std::string host, Port port, ExecutorOptions options = {});
 };
 
 /// Ready when an HTTP request (HEAD by default) gets a status matching a regex

@@ -5,12 +5,15 @@
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "roadie/command.hpp"
@@ -19,6 +22,28 @@
 namespace roadie {
 
 class Process;
+
+/// A TCP port number, 1 to 65535. Made from any integer, implicitly (so
+/// `ready::tcp("127.0.0.1", 6379)` reads as before); a value outside that range
+/// throws roadie::Error naming it. Unlike std::uint16_t it never wraps: 70000
+/// is an error, not port 4464, and -1 is not 65535. Port 0 ("any free port")
+/// is an error too: a service cannot be waited for on a port nobody knows.
+class Port {
+ public:
+  template <std::integral T>
+    requires(!std::same_as<std::remove_cv_t<T>, bool>)
+  Port(T value)  // NOLINT(google-explicit-constructor): a port is a number
+      : value_(std::cmp_less(value, 1) || std::cmp_greater(value, 65535)
+                   ? reject(std::to_string(value))
+                   : static_cast<std::uint16_t>(value)) {}
+
+  std::uint16_t value() const noexcept { return value_; }
+  friend bool operator==(Port, Port) = default;
+
+ private:
+  [[noreturn]] static std::uint16_t reject(const std::string& value);
+  std::uint16_t value_;
+};
 
 namespace ready {
 
@@ -76,16 +101,20 @@ class ReadinessCheck {
 
 /// An HTTP readiness request.
 struct HttpCheck {
-  /// "http://127.0.0.1:8080/health" (https too).
+  /// "http://127.0.0.1:8080/health" (https too). A port outside 1..65535 is a
+  /// roadie::Error when the check is made.
   std::string url;
   std::string method = "HEAD";
-  /// A regular expression the whole status code must match.
+  /// An RE2 regular expression the whole status code (three digits, "204")
+  /// must match. An invalid one is a roadie::Error naming it when the check is
+  /// made.
   std::string status = "2..";
   std::map<std::string, std::string> headers;
   std::string body;
   std::string content_type = "text/plain";
   /// Bound of one attempt (connect + request + response); an attempt never
-  /// outlives the start deadline either.
+  /// outlives the start deadline either. A huge value means no practical
+  /// bound (about 24 days, what poll() can wait).
   std::chrono::milliseconds attempt_timeout{1000};
 };
 
@@ -93,11 +122,18 @@ namespace ready {
 
 /// Ready as soon as the process was spawned (exec succeeded).
 ReadinessCheck spawned();
-/// A line matching `pattern` (ECMAScript regex, searched) on stdout or stderr
-/// (either when not given). Reacts to the line itself, no polling.
+/// A line matching `pattern` on stdout or stderr (either when not given).
+/// Reacts to the line itself, no polling. The pattern is an RE2 regular
+/// expression searched in each line, and sees what `Output::wait_for` sees: one
+/// line without its newline, at most `OutputOptions::max_line_bytes` long (see
+/// there). A pattern without any of `\^$.|?*+()[]{}` is plain text. Matching
+/// is linear in the line: no pattern and no output can crash the process.
+/// Throws roadie::Error naming the pattern when it is not valid (here, not at
+/// start()).
 ReadinessCheck banner(std::string pattern, std::optional<Stream> stream = {});
-/// host:port accepts a TCP connection.
-ReadinessCheck tcp(std::string host, std::uint16_t port);
+/// host:port accepts a TCP connection. A port outside 1..65535 throws
+/// roadie::Error where the Port is made.
+ReadinessCheck tcp(std::string host, Port port);
 /// An HTTP request gets a status matching the check's regex.
 ReadinessCheck http(HttpCheck request);
 ReadinessCheck http(std::string url);

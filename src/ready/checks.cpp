@@ -6,16 +6,20 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <regex>
 
 #include "../text.hpp"
 #include "roadie/clock.hpp"
 #include "roadie/error.hpp"
 #include "roadie/process.hpp"
+#include "pattern.hpp"
 #include "roadie/ready.hpp"
 #include "sockets.hpp"
 
 namespace roadie {
+
+std::uint16_t Port::reject(const std::string& value) {
+  throw Error("invalid TCP port " + value + " (expected 1 to 65535)");
+}
 
 ReadinessCheck::ReadinessCheck(std::shared_ptr<const ready::Check> check)
     : check_(std::move(check)) {
@@ -45,7 +49,7 @@ class SpawnedCheck final : public Check {
 // --- banner ---------------------------------------------------------------
 
 // A pattern without regex syntax is searched as plain text (much faster on
-// chatty services); anything else goes through std::regex.
+// chatty services); anything else goes through RE2 (see pattern.hpp).
 bool is_literal(const std::string& pattern) {
   return pattern.find_first_of("\\^$.|?*+()[]{}") == std::string::npos;
 }
@@ -54,7 +58,7 @@ class BannerCheck final : public Check {
  public:
   BannerCheck(std::string pattern, std::optional<Stream> stream)
       : pattern_(std::move(pattern)), literal_(is_literal(pattern_)), stream_(stream) {
-    if (!literal_) regex_ = std::regex(pattern_);  // throws std::regex_error on bad syntax
+    if (!literal_) regex_ = detail::compile_pattern(pattern_, "ready::banner");
   }
 
   std::string describe() const override {
@@ -64,7 +68,7 @@ class BannerCheck final : public Check {
   bool matches(const Line& line) const {
     if (stream_ && line.stream != *stream_) return false;
     if (literal_) return line.text.find(pattern_) != std::string::npos;
-    return std::regex_search(line.text, regex_);
+    return detail::search(*regex_, line.text);
   }
 
   std::unique_ptr<Probe> arm(ProbeContext& context) const override {
@@ -94,7 +98,7 @@ class BannerCheck final : public Check {
 
   std::string pattern_;
   bool literal_;
-  std::regex regex_;
+  std::shared_ptr<const re2::RE2> regex_;
   std::optional<Stream> stream_;
 };
 
@@ -121,7 +125,7 @@ class SocketProbe final : public Probe {
 void ensure_not_served(const std::vector<detail::Endpoint>& endpoints, const std::string& what) {
   for (const auto& e : endpoints) {
     std::string failure;
-    if (detail::try_connect(e, Clock::now() + scaled(std::chrono::milliseconds(200)), failure)) {
+    if (detail::try_connect(e, deadline_after(scaled(std::chrono::milliseconds(200))), failure)) {
       throw AlreadyRunning(what + " is already served by another process");
     }
   }
@@ -129,21 +133,21 @@ void ensure_not_served(const std::vector<detail::Endpoint>& endpoints, const std
 
 class TcpCheck final : public Check {
  public:
-  TcpCheck(std::string host, std::uint16_t port) : host_(std::move(host)), port_(port) {}
+  TcpCheck(std::string host, Port port) : host_(std::move(host)), port_(port) {}
   std::string describe() const override {
     bool v6 = host_.find(':') != std::string::npos;
-    return "tcp " + (v6 ? "[" + host_ + "]" : host_) + ":" + std::to_string(port_);
+    return "tcp " + (v6 ? "[" + host_ + "]" : host_) + ":" + std::to_string(port_.value());
   }
   void ensure_free() const override {
-    ensure_not_served(detail::resolve_tcp(host_, port_), describe());
+    ensure_not_served(detail::resolve_tcp(host_, port_.value()), describe());
   }
   std::unique_ptr<Probe> arm(ProbeContext&) const override {
-    return std::make_unique<SocketProbe>(detail::resolve_tcp(host_, port_));
+    return std::make_unique<SocketProbe>(detail::resolve_tcp(host_, port_.value()));
   }
 
  private:
   std::string host_;
-  std::uint16_t port_;
+  Port port_;
 };
 
 class UnixSocketCheck final : public Check {
@@ -241,7 +245,7 @@ class ExecCheck final : public Check {
       options.name = "readiness probe";
       options.stop.grace = std::chrono::milliseconds(100);
       auto process = Process::spawn(command_, options);
-      auto limit = std::min(deadline, Clock::now() + scaled(timeout_));
+      auto limit = std::min(deadline, deadline_after(scaled(timeout_)));
       auto status = process.wait_for(limit - Clock::now());
       if (!status) {
         process.kill();
@@ -356,7 +360,7 @@ ReadinessCheck spawned() {
 ReadinessCheck banner(std::string pattern, std::optional<Stream> stream) {
   return ReadinessCheck(std::make_shared<BannerCheck>(std::move(pattern), stream));
 }
-ReadinessCheck tcp(std::string host, std::uint16_t port) {
+ReadinessCheck tcp(std::string host, Port port) {
   return ReadinessCheck(std::make_shared<TcpCheck>(std::move(host), port));
 }
 ReadinessCheck pid_file(std::filesystem::path path) {

@@ -2,8 +2,10 @@
 #include <httplib.h>
 
 #include <algorithm>
-#include <regex>
+#include <charconv>
+#include <limits>
 
+#include "pattern.hpp"
 #include "roadie/clock.hpp"
 #include "roadie/error.hpp"
 #include "roadie/ready.hpp"
@@ -21,19 +23,31 @@ struct Url {
   std::string path;  // "/health?x=1"
 };
 
+// What poll() (inside cpp-httplib) can wait, in milliseconds, as an int.
+constexpr std::chrono::microseconds kLongestAttempt =
+    std::chrono::milliseconds(std::numeric_limits<int>::max());
+
 Url parse_url(const std::string& url) {
-  static const std::regex pattern(R"(^(https?)://(\[[^\]]+\]|[^/:?#]+)(?::(\d+))?([/?].*)?$)");
-  std::smatch m;
-  if (!std::regex_match(url, m, pattern)) {
+  // RE2, like every pattern here: a long URL cannot exhaust the stack.
+  static const auto pattern =
+      detail::compile_pattern(R"((https?)://(\[[^\]]+\]|[^/:?#]+)(?::([0-9]+))?([/?].*)?)", "URL");
+  std::string scheme, host, port_text, path;
+  if (!re2::RE2::FullMatch(url, *pattern, &scheme, &host, &port_text, &path)) {
     throw Error("not an http(s) URL: '" + url + "' (expected http://HOST[:PORT][/PATH])");
   }
   Url parsed;
-  std::string scheme = m[1];
-  parsed.host = m[2];
-  long port = m[3].matched ? std::stol(m[3]) : (scheme == "https" ? 443 : 80);
-  if (port <= 0 || port > 65535) throw Error("bad port in URL '" + url + "'");
+  parsed.host = host;
+  unsigned long port = scheme == "https" ? 443 : 80;
+  if (!port_text.empty()) {
+    const auto [end, error] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (error != std::errc() || end != port_text.data() + port_text.size() || port == 0 ||
+        port > 65535) {
+      throw Error("bad port " + port_text + " in URL '" + url + "' (expected 1 to 65535)");
+    }
+  }
   parsed.port = static_cast<std::uint16_t>(port);
-  parsed.path = m[4].matched ? std::string(m[4]) : "/";
+  parsed.path = path.empty() ? "/" : path;
   parsed.scheme_host_port = scheme + "://" + parsed.host + ":" + std::to_string(port);
   if (parsed.host.front() == '[') parsed.host = parsed.host.substr(1, parsed.host.size() - 2);
   return parsed;
@@ -41,10 +55,10 @@ Url parse_url(const std::string& url) {
 
 class HttpProbe final : public Probe {
  public:
-  HttpProbe(const HttpCheck& request, const Url& url)
+  HttpProbe(const HttpCheck& request, const Url& url, std::shared_ptr<const re2::RE2> status)
       : request_(request),
         url_(url),
-        status_(request.status),
+        status_(std::move(status)),
         endpoints_(detail::resolve_tcp(url.host, url.port)) {}
 
   bool attempt(Clock::time_point deadline) override {
@@ -59,10 +73,9 @@ class HttpProbe final : public Probe {
     }
     if (!accepting) return false;
 
-    auto limit = std::min(deadline, Clock::now() + scaled(request_.attempt_timeout));
-    auto budget =
-        std::max(std::chrono::duration_cast<std::chrono::microseconds>(limit - Clock::now()),
-                 std::chrono::microseconds(10'000));
+    auto limit = std::min(deadline, deadline_after(scaled(request_.attempt_timeout)));
+    auto budget = std::clamp(std::chrono::ceil<std::chrono::microseconds>(limit - Clock::now()),
+                             std::chrono::microseconds(10'000), kLongestAttempt);
     httplib::Client client(url_.scheme_host_port);
     client.set_connection_timeout(budget);
     client.set_read_timeout(budget);
@@ -86,7 +99,7 @@ class HttpProbe final : public Probe {
       }
       return false;
     }
-    if (std::regex_match(std::to_string(res.status), status_)) return true;
+    if (detail::full_match(*status_, std::to_string(res.status))) return true;
     failure_ = "status " + std::to_string(res.status) + " does not match /" + request_.status + "/";
     return false;
   }
@@ -96,7 +109,7 @@ class HttpProbe final : public Probe {
  private:
   HttpCheck request_;
   Url url_;
-  std::regex status_;
+  std::shared_ptr<const re2::RE2> status_;
   std::vector<detail::Endpoint> endpoints_;
   std::string failure_;
 };
@@ -104,8 +117,9 @@ class HttpProbe final : public Probe {
 class HttpReadiness final : public Check {
  public:
   explicit HttpReadiness(HttpCheck request)
-      : request_(std::move(request)), url_(parse_url(request_.url)) {
-    std::regex check(request_.status);  // reject a bad status pattern now
+      : request_(std::move(request)),
+        url_(parse_url(request_.url)),
+        status_(detail::compile_pattern(request_.status, "http check " + request_.url + " status")) {
     if (request_.attempt_timeout.count() <= 0) {
       throw Error("http check " + request_.url + ": attempt_timeout must be positive");
     }
@@ -116,19 +130,20 @@ class HttpReadiness final : public Check {
   void ensure_free() const override {
     for (const auto& e : detail::resolve_tcp(url_.host, url_.port)) {
       std::string failure;
-      if (detail::try_connect(e, Clock::now() + scaled(std::chrono::milliseconds(200)), failure)) {
+      if (detail::try_connect(e, deadline_after(scaled(std::chrono::milliseconds(200))), failure)) {
         throw AlreadyRunning("http " + url_.scheme_host_port +
                              " is already served by another process");
       }
     }
   }
   std::unique_ptr<Probe> arm(ProbeContext&) const override {
-    return std::make_unique<HttpProbe>(request_, url_);
+    return std::make_unique<HttpProbe>(request_, url_, status_);
   }
 
  private:
   HttpCheck request_;
   Url url_;
+  std::shared_ptr<const re2::RE2> status_;
 };
 
 }  // namespace

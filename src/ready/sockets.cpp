@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "roadie/error.hpp"
 
@@ -16,6 +17,9 @@ namespace roadie::detail {
 
 namespace {
 constexpr std::chrono::milliseconds kMinimumAttempt{10};
+// poll() takes an int of milliseconds: a farther deadline (a huge start
+// timeout) waits this long per call instead of wrapping to a negative timeout.
+constexpr std::chrono::milliseconds kLongestPoll{std::numeric_limits<int>::max()};
 }
 
 std::vector<Endpoint> resolve_tcp(const std::string& host, std::uint16_t port) {
@@ -66,9 +70,9 @@ bool try_connect(const Endpoint& endpoint, std::chrono::steady_clock::time_point
     for (;;) {
       // Even a refused loopback connection completes asynchronously: give every
       // attempt a little time, even one made at the deadline.
-      auto left = std::max(
+      auto left = std::clamp(
           std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()),
-          kMinimumAttempt);
+          kMinimumAttempt, kLongestPoll);
       pollfd p{fd, POLLOUT, 0};
       int n = ::poll(&p, 1, static_cast<int>(left.count()));
       if (n < 0 && errno == EINTR) continue;
