@@ -146,6 +146,8 @@ TEST(Ready, UrlPortsOutOfRangeAreRoadieErrors) {
   // A 20-digit port used to escape as std::out_of_range.
   auto message = error_of([] { ready::http("http://127.0.0.1:12345678901234567890/health"); });
   EXPECT_TRUE(contains(message, "bad port 12345678901234567890")) << message;
+  message = error_of([] { ready::http("http://127.0.0.1:99999999999999999999/"); });
+  EXPECT_TRUE(contains(message, "bad port 99999999999999999999")) << message;
   EXPECT_NE(error_of([] { ready::http("http://127.0.0.1:0/"); }), "");
   EXPECT_NE(error_of([] { ready::http("http://127.0.0.1:65536/"); }), "");
   EXPECT_EQ(ready::http("https://[::1]:65535/x").describe(), "http HEAD https://[::1]:65535/x -> /2../");
