@@ -1,14 +1,18 @@
 // Plays an HTTP service with cpp-httplib.
 //
 //   child_http PORT [--delay-ms D] [--status CODE] [--require-header NAME:VALUE] [--hang]
+//              [--stamp]
 //
 // After --delay-ms it listens on 127.0.0.1:PORT. GET and HEAD on any path
 // answer --status (default 200); POST answers --status when the body is
 // "ping", 400 otherwise. With --require-header, requests without that header
-// get 401. With --hang it accepts connections but never answers.
+// get 401. With --hang it accepts connections but never answers. With --stamp
+// it prints "serving at NS" (CLOCK_MONOTONIC in nanoseconds) once its socket
+// listens, right before its serving loop starts.
 #include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -16,6 +20,12 @@
 #include <cstring>
 #include <string>
 #include <thread>
+
+static long long monotonic_ns() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<long long>(now.tv_sec) * 1'000'000'000LL + now.tv_nsec;
+}
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -28,6 +38,7 @@ int main(int argc, char** argv) {
   long delay_ms = 0;
   int status = 200;
   bool hang = false;
+  bool stamp = false;
   std::string header_name, header_value;
   for (int i = 2; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--delay-ms") && i + 1 < argc)
@@ -36,6 +47,8 @@ int main(int argc, char** argv) {
       status = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--hang"))
       hang = true;
+    else if (!std::strcmp(argv[i], "--stamp"))
+      stamp = true;
     else if (!std::strcmp(argv[i], "--require-header") && i + 1 < argc) {
       std::string spec = argv[++i];
       auto colon = spec.find(':');
@@ -78,9 +91,18 @@ int main(int argc, char** argv) {
   });
   std::printf("listening on %d\n", port);
   std::fflush(stdout);
-  if (!server.listen("127.0.0.1", port)) {
-    std::perror("listen");
+  if (!stamp) {
+    if (!server.listen("127.0.0.1", port)) {
+      std::perror("listen");
+      return 1;
+    }
+    return 0;
+  }
+  if (!server.bind_to_port("127.0.0.1", port)) {
+    std::perror("bind");
     return 1;
   }
-  return 0;
+  std::printf("serving at %lld\n", monotonic_ns());
+  std::fflush(stdout);
+  return server.listen_after_bind() ? 0 : 1;
 }

@@ -1,12 +1,14 @@
 // Plays a socket service: after --delay-ms it binds ADDRESS, and after a
 // further --listen-after-ms it listens and accepts (closing each connection).
 //
-//   child_listen tcp:PORT | unix:PATH [--delay-ms D] [--listen-after-ms L]
+//   child_listen tcp:PORT | unix:PATH [--delay-ms D] [--listen-after-ms L] [--stamp]
 //
-// Prints "bound" once bound and "listening" once listening.
+// Prints "bound" once bound and "listening" once listening; with --stamp,
+// "listening at NS": CLOCK_MONOTONIC in nanoseconds right after listen().
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -15,6 +17,12 @@
 #include <cstring>
 #include <string>
 #include <thread>
+
+static long long monotonic_ns() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<long long>(now.tv_sec) * 1'000'000'000LL + now.tv_nsec;
+}
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -25,6 +33,10 @@ int main(int argc, char** argv) {
   std::string address = argv[1];
   long delay_ms = 0;
   long listen_after_ms = 0;
+  bool stamp = false;
+  for (int i = 2; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--stamp")) stamp = true;
+  }
   for (int i = 2; i + 1 < argc; ++i) {
     if (!std::strcmp(argv[i], "--delay-ms"))
       delay_ms = std::atol(argv[++i]);
@@ -66,7 +78,11 @@ int main(int argc, char** argv) {
     std::perror("listen");
     return 1;
   }
-  std::puts("listening");
+  if (stamp) {
+    std::printf("listening at %lld\n", monotonic_ns());
+  } else {
+    std::puts("listening");
+  }
   std::fflush(stdout);
   for (;;) {
     int client = ::accept(fd, nullptr, nullptr);
