@@ -40,6 +40,31 @@ ExecutorOptions with_timeout(std::chrono::milliseconds timeout) {
   return options;
 }
 
+// How long after the child's own CLOCK_MONOTONIC stamp of its readiness event
+// (the number in the line matching `stamped`) start() returned at
+// `returned_ns`; -1 if the stamp never arrived.
+long long readiness_lag_ns(const Executor& e, const std::string& stamped, long long returned_ns) {
+  auto line = e.output().wait_for(stamped, roadie::scaled(10s));
+  if (!line) return -1;
+  std::smatch m;
+  if (!std::regex_search(line->text, m, std::regex(stamped))) return -1;
+  return returned_ns - std::stoll(m[1]);
+}
+
+// A readiness event is seen soon after it happens, not only eventually. The
+// child waits before its event, long enough for the probe's back-off to
+// reach its cap; the bound is generous (100 ms, time-scaled) next to the
+// cap (2 ms), and far below the 500 ms that a slow back-off would take.
+constexpr auto kEventDelay = std::chrono::milliseconds(600);
+
+void expect_seen_soon(const Executor& e, const std::string& stamped, long long returned_ns) {
+  const long long lag = readiness_lag_ns(e, stamped, returned_ns);
+  ASSERT_GE(lag, 0) << "no stamp /" << stamped << "/ in the output, or start() returned before it:\n"
+                    << e.output().excerpt(20);
+  EXPECT_LT(lag, roadie::scaled(100ms).count())
+      << "start() returned " << double(lag) / 1e6 << " ms after the child's event";
+}
+
 template <class F>
 std::chrono::steady_clock::duration timed(F&& f) {
   auto t0 = std::chrono::steady_clock::now();
@@ -101,8 +126,13 @@ TEST_F(ExecutorTest, StartStopRunningWithShell) {
 
 TEST_F(ExecutorTest, StartIsChainableAndIdempotent) {
   Executor e(Command{child("child_idle")});
-  pid_t pid = e.start().start().pid();
-  EXPECT_EQ(e.pid(), pid);
+  EXPECT_EQ(&e.start(), &e);  // chainable
+  const pid_t first = e.pid();
+  ASSERT_GT(first, 0);
+  // Again, and chained: the same process, not a second one.
+  EXPECT_EQ(e.start().start().pid(), first);
+  EXPECT_TRUE(e.running());
+  EXPECT_TRUE(roadie::testing::exists(first));
 }
 
 TEST_F(ExecutorTest, StopBeforeStartIsANoOp) {
@@ -636,6 +666,60 @@ TEST_F(ExecutorTest, ProbeThatThrowsLeavesNothingRunning) {
   EXPECT_FALSE(e.running());
 }
 
+// --- readiness is seen soon after the event --------------------------------------------
+
+TEST_F(ExecutorTest, TcpReadinessIsSeenSoonAfterTheListen) {
+  auto port = free_port();
+  TcpExecutor e(Command{child("child_listen"), "tcp:" + std::to_string(port), "--delay-ms",
+                        std::to_string(kEventDelay.count()), "--stamp"},
+                "127.0.0.1", port, with_timeout(30s));
+  e.start();
+  const long long returned = roadie::testing::monotonic_ns();
+  expect_seen_soon(e, "listening at (\\d+)", returned);
+}
+
+TEST_F(ExecutorTest, UnixSocketReadinessIsSeenSoonAfterTheListen) {
+  roadie::testing::TempDir dir;
+  auto socket = dir.path() / "service.sock";
+  UnixSocketExecutor e(Command{child("child_listen"), "unix:" + socket.string(), "--delay-ms",
+                               std::to_string(kEventDelay.count()), "--stamp"},
+                       socket, with_timeout(30s));
+  e.start();
+  const long long returned = roadie::testing::monotonic_ns();
+  expect_seen_soon(e, "listening at (\\d+)", returned);
+}
+
+TEST_F(ExecutorTest, HttpReadinessIsSeenSoonAfterTheServerListens) {
+  auto port = free_port();
+  HttpExecutor e(Command{child("child_http"), std::to_string(port), "--delay-ms",
+                         std::to_string(kEventDelay.count()), "--stamp"},
+                 "http://127.0.0.1:" + std::to_string(port) + "/health", with_timeout(30s));
+  e.start();
+  const long long returned = roadie::testing::monotonic_ns();
+  expect_seen_soon(e, "serving at (\\d+)", returned);
+}
+
+TEST_F(ExecutorTest, BannerIsSeenSoonAfterItIsWritten) {
+  OutputExecutor e(Command{child("child_banner"), "--delay-ms",
+                           std::to_string(kEventDelay.count()), "--text", "up", "--stamp"},
+                   "^up at", with_timeout(30s));
+  e.start();
+  const long long returned = roadie::testing::monotonic_ns();
+  expect_seen_soon(e, "up at (\\d+)", returned);
+}
+
+TEST_F(ExecutorTest, PidFileIsSeenSoonAfterItIsWritten) {
+  // The inotify path: the directory exists, so the probe waits on its events.
+  roadie::testing::TempDir dir;
+  auto file = dir.path() / "service.pid";
+  PidExecutor e(Command{child("child_pidfile"), file.string(), "--delay-ms",
+                        std::to_string(kEventDelay.count()), "--stamp"},
+                file, with_timeout(30s));
+  e.start();
+  const long long returned = roadie::testing::monotonic_ns();
+  expect_seen_soon(e, "written at (\\d+)", returned);
+}
+
 // --- stopped() scope and events ----------------------------------------------------------
 
 TEST_F(ExecutorTest, StoppedScopeStopsAndRestartsWithReadiness) {
@@ -686,15 +770,16 @@ TEST_F(ExecutorTest, ExitedEventWhenTheServiceDiesByItself) {
   Executor e(Command{child("child_banner"), "--text", "up"}, options);
   e.add_listener(recorder);
   e.start();
-  e.output().wait_for("up", roadie::scaled(10s));
-  ::kill(e.pid(), SIGKILL);
-  EXPECT_EQ(e.output().wait_for("never", roadie::scaled(10s)), std::nullopt);
-  auto status = roadie::Process::spawn(Command{"true"}).wait();  // let the event loop catch up
-  (void)status;
-  for (int i = 0; i < 1000 && e.running(); ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(e.output().wait_for("up", roadie::scaled(10s)));
+  ASSERT_EQ(::kill(e.pid(), SIGKILL), 0);  // not through stop() or kill()
+  auto died = e.wait_for_exit(roadie::scaled(10s));
+  ASSERT_TRUE(died) << "the death was not seen";
+  EXPECT_EQ(died->describe(), "killed by signal 9 (SIGKILL)");
   EXPECT_FALSE(e.running());
+  // roadie never sent that SIGKILL: stop() reports the death, it is no clean stop.
   try {
     e.stop();
+    FAIL() << "stop() accepted a death by a SIGKILL it never sent";
   } catch (const roadie::ProcessFinishedWithError& error) {
     EXPECT_EQ(error.exit_code(), -9);
   }
