@@ -2,6 +2,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "roadie/error.hpp"
 #include "roadie/executor.hpp"
 #include "roadie/process.hpp"
@@ -92,13 +94,21 @@ TEST_F(RedisTest, DaemonizingRedisFailsClearlyAndLeavesNothingBehind) {
               "--daemonize", "yes", "--pidfile", pidfile.string(), "--logfile",
               (dir.path() / "redis.log").string()},
       pidfile);
+  pid_t daemon = 0;
   try {
     server.start();
-    // The pid file can win the race with the parent's exit.
+    FAIL() << "a redis that daemonizes itself was reported ready";
   } catch (const roadie::ProcessExitedWithError& error) {
     EXPECT_EQ(error.exit_code(), 0);
     EXPECT_THAT(error.what(), HasSubstr("must be run in the foreground"));
   }
+  // The failed start stopped the daemon too (re-parented to us and adopted):
+  // if it wrote its pid file, that pid is gone.
+  std::ifstream(pidfile) >> daemon;
+  if (daemon > 0) {
+    EXPECT_FALSE(roadie::testing::exists(daemon)) << "redis daemon " << daemon;
+  }
   server.stop();
-  // The daemon (re-parented to us, found by its marker) is gone: NoLeaks checks.
+  EXPECT_FALSE(server.running());
+  // Nothing else is left either: NoLeaks checks.
 }
