@@ -2,14 +2,22 @@
 // derives from NoLeaks: it fails if a process, zombie or descriptor remains.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <fstream>
+#include <functional>
 #include <future>
+#include <map>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "roadie/clock.hpp"
@@ -39,6 +47,47 @@ pid_t read_pid(const std::filesystem::path& file) {
   pid_t pid = 0;
   in >> pid;
   return pid;
+}
+
+// SIGCHLD's disposition for the length of a scope, restored on every path.
+class SigchldDisposition {
+ public:
+  explicit SigchldDisposition(void (*handler)(int)) {
+    struct sigaction action {};
+    action.sa_handler = handler;
+    ::sigemptyset(&action.sa_mask);
+    ::sigaction(SIGCHLD, &action, &previous_);
+  }
+  ~SigchldDisposition() { ::sigaction(SIGCHLD, &previous_, nullptr); }
+  SigchldDisposition(const SigchldDisposition&) = delete;
+  SigchldDisposition& operator=(const SigchldDisposition&) = delete;
+
+ private:
+  struct sigaction previous_ {};
+};
+
+// What is wrong with the output of a child_token run, or "" when it holds
+// exactly its own COUNT lines and its stderr line, in order.
+std::string check_token_output(const roadie::Output& output, const std::string& token,
+                               std::size_t count) {
+  auto lines = output.lines(Stream::out);
+  if (lines.size() != count) {
+    return token + ": " + std::to_string(lines.size()) + " lines on stdout, expected " +
+           std::to_string(count) +
+           (lines.empty() ? std::string() : "; the last is '" + lines.back().text + "'");
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::string expected = token + " " + std::to_string(i);
+    if (lines[i].text != expected) {
+      return token + ": stdout line " + std::to_string(i) + " is '" + lines[i].text +
+             "', expected '" + expected + "'";
+    }
+  }
+  auto errors = output.lines(Stream::err);
+  if (errors.size() != 1 || errors[0].text != token + " err") {
+    return token + ": stderr is '" + output.text(Stream::err) + "', expected '" + token + " err'";
+  }
+  return {};
 }
 
 }  // namespace
@@ -122,6 +171,24 @@ TEST_F(ProcessTest, StopSendsTheStopSignalToTheGroup) {
   ASSERT_EQ(members.size(), 1u);
   EXPECT_EQ(p.stop().describe(), "killed by signal 15 (SIGTERM)");
   EXPECT_FALSE(roadie::testing::exists(members[0]));
+}
+
+TEST_F(ProcessTest, StopSignalsEveryMemberOfTheGroupNotOnlyTheLeader) {
+  // The leader ignores SIGTERM; a member of its group prints the signal it
+  // gets. Signalled through the group, the member gets SIGTERM at once; were
+  // only the leader signalled, the member would be found after the grace and
+  // get SIGKILL, which it cannot report.
+  auto p = Process::spawn(Command{child("child_group")});
+  auto ready = p.output().wait_for("^member (\\d+) ready$", roadie::scaled(10s));
+  ASSERT_TRUE(ready) << p.output().excerpt(20);
+  const pid_t member = std::stoi(ready->text.substr(std::string("member ").size()));
+  ASSERT_TRUE(roadie::testing::exists(member));
+  auto status = p.stop({.signal = SIGTERM, .grace = 500ms});
+  EXPECT_EQ(status.signal(), SIGKILL);  // the leader ignored SIGTERM
+  EXPECT_THAT(p.output().text(Stream::out),
+              HasSubstr("member got signal " + std::to_string(SIGTERM) + "\nmember ended"))
+      << "the group member did not get the stop signal during the grace";
+  EXPECT_FALSE(roadie::testing::exists(member));
 }
 
 TEST_F(ProcessTest, StopUsesTheConfiguredSignal) {
@@ -305,14 +372,30 @@ TEST_F(ProcessTest, BannerOnStderr) {
 
 TEST_F(ProcessTest, ExitCallbackFiresOnce) {
   auto p = Process::spawn(Command{child("child_exit"), "7"});
+  // Counted, not failed from inside: an exception thrown by a callback is
+  // only logged.
+  std::atomic<int> calls{0};
   std::promise<int> code;
-  auto subscription = p.on_exit([&](const ExitStatus& s) { code.set_value(s.code()); });
   auto future = code.get_future();
+  auto subscription = p.on_exit([&](const ExitStatus& s) {
+    if (calls.fetch_add(1) == 0) code.set_value(s.code());
+  });
   ASSERT_EQ(future.wait_for(roadie::scaled(10s)), std::future_status::ready);
   EXPECT_EQ(future.get(), 7);
+  std::atomic<int> late_calls{0};
   int late = 0;
-  p.on_exit([&](const ExitStatus& s) { late = s.code(); });  // already exited: called at once
+  auto late_subscription = p.on_exit([&](const ExitStatus& s) {  // already exited: called at once
+    ++late_calls;
+    late = s.code();
+  });
   EXPECT_EQ(late, 7);
+  // Every other path that learns of the exit (wait, stop's reap and publish)
+  // must not call them again.
+  EXPECT_EQ(p.wait().code(), 7);
+  EXPECT_EQ(p.stop().code(), 7);
+  EXPECT_EQ(p.stop().code(), 7);
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(late_calls.load(), 1);
 }
 
 TEST_F(ProcessTest, LogFileReceivesTheOutput) {
@@ -360,9 +443,161 @@ TEST_F(ProcessTest, EveryLineArrivesInOrderBeforeWaitReturns) {
   }
 }
 
+TEST_F(ProcessTest, EachChildsOutputIsCompleteAndItsOwnUnderConcurrentSpawns) {
+  // Threads spawn children that write a known amount (a distinct token per
+  // child) and exit at once, so exits, reads and new pidfds and pipes
+  // interleave on the loop thread. When wait() returns, each child's output
+  // must hold all it wrote and nothing another child wrote.
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 25;
+  std::mutex mutex;
+  std::vector<std::string> problems;
+  auto report = [&](std::string problem) {
+    std::lock_guard lock(mutex);
+    problems.push_back(std::move(problem));
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < kRounds; ++round) {
+        const std::string token = "t" + std::to_string(t) + "r" + std::to_string(round);
+        // Mostly small writes (the exit races the only read), and every
+        // third one more than a pipe's 64 KiB.
+        const std::size_t count = round % 3 == 0 ? 8000 : 1 + static_cast<std::size_t>(round);
+        auto p = Process::spawn(Command{child("child_token"), token, std::to_string(count)});
+        auto status = p.wait_for(roadie::scaled(30s));
+        if (!status) {
+          report(token + ": wait() did not return within 30 s");
+        } else if (status->code() != 0) {
+          report(token + ": " + status->describe() + " (pid " + std::to_string(p.pid()) +
+                 "), expected exit code 0");
+        } else if (auto problem = check_token_output(p.output(), token, count); !problem.empty()) {
+          report(problem);
+        }
+        p.kill();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_THAT(problems, ::testing::IsEmpty())
+      << problems.size() << " of " << kThreads * kRounds << " children";
+}
+
+namespace {
+
+// One run of child_token whose exit is reaped by someone else (the kernel,
+// another thread): spawned, published with all its output, and stopped
+// without hanging. `reaped` waits (bounded) until the other party reaped the
+// pid, so that stop() too meets a pid that is no longer ours. Returns what
+// went wrong, or "".
+std::string run_reaped_elsewhere(const std::string& token,
+                                 const std::function<bool(pid_t)>& reaped) {
+  std::optional<Process> p;
+  try {
+    p.emplace(Process::spawn(Command{child("child_token"), token, "100"}));
+  } catch (const std::exception& e) {
+    return token + ": spawn failed: " + e.what();
+  }
+  auto status = p->wait_for(roadie::scaled(10s));
+  if (!status) return token + ": the exit was never published (wait() would hang)";
+  std::string problem;
+  if (p->running()) problem += token + ": running() after the exit was published; ";
+  if (status->code() != 0 && status->code() != -1) {
+    problem += token + ": " + status->describe() + "; ";
+  }
+  if (auto output = check_token_output(p->output(), token, 100); !output.empty()) {
+    problem += output + "; ";
+  }
+  if (!reaped(p->pid())) problem += token + ": never reaped by the other party; ";
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    if (p->stop() != *status) problem += token + ": stop() changed the status; ";
+  } catch (const std::exception& e) {
+    problem += token + ": stop() threw: " + e.what() + "; ";
+  }
+  if (std::chrono::steady_clock::now() - start > roadie::scaled(5s)) {
+    problem += token + ": stop() took more than 5 s; ";
+  }
+  return problem;
+}
+
+}  // namespace
+
+TEST_F(ProcessTest, ExitIsPublishedWhenSigchldIsIgnored) {
+  // The kernel reaps our children at once: no status can be had, but the exit
+  // must still be published, with all the output, and stop() must not hang.
+  SigchldDisposition ignored(SIG_IGN);
+  {
+    // Killed while running.
+    auto p = Process::spawn(Command{child("child_idle")});
+    ASSERT_EQ(::kill(p.pid(), SIGKILL), 0);
+    auto status = p.wait_for(roadie::scaled(10s));
+    ASSERT_TRUE(status) << "the exit was never published (wait() would hang)";
+    EXPECT_FALSE(p.running());
+    EXPECT_THAT(status->code(), ::testing::AnyOf(-SIGKILL, -1)) << status->describe();
+    EXPECT_EQ(p.stop(), *status);
+  }
+  // Exiting by itself at once (the kernel may reap it before roadie looks).
+  std::vector<std::string> problems;
+  for (int round = 0; round < 20; ++round) {
+    auto problem = run_reaped_elsewhere("r" + std::to_string(round), [](pid_t pid) {
+      return !roadie::testing::exists(pid);  // no zombie: the kernel reaped it
+    });
+    if (!problem.empty()) problems.push_back(problem);
+  }
+  EXPECT_THAT(problems, ::testing::IsEmpty());
+}
+
+TEST_F(ProcessTest, ExitIsPublishedWhenAnotherThreadReapsEveryChild) {
+  // A thread of the test binary blocks in waitpid(-1) and reaps whatever
+  // exits, racing roadie for every child.
+  struct Reaper {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::set<pid_t> reaped;
+    std::atomic<bool> done{false};
+    std::thread thread{[this] {
+      while (!done) {
+        const pid_t pid = ::waitpid(-1, nullptr, 0);
+        if (pid > 0) {
+          std::lock_guard lock(mutex);
+          reaped.insert(pid);
+          cv.notify_all();
+        } else if (errno == ECHILD) {
+          std::this_thread::sleep_for(1ms);
+        }
+      }
+    }};
+    bool wait_reaped(pid_t pid) {
+      std::unique_lock lock(mutex);
+      return cv.wait_for(lock, roadie::scaled(10s), [&] { return reaped.count(pid) > 0; });
+    }
+    ~Reaper() {
+      // Wakes the blocked waitpid with a child that exits at once (quietly).
+      done = true;
+      std::string path = child("child_exit");
+      char* argv[] = {path.data(), nullptr};
+      posix_spawn_file_actions_t actions;
+      ::posix_spawn_file_actions_init(&actions);
+      ::posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+      pid_t waker = 0;
+      ::posix_spawn(&waker, path.c_str(), &actions, nullptr, argv, environ);
+      ::posix_spawn_file_actions_destroy(&actions);
+      thread.join();
+    }
+  } reaper;
+  std::vector<std::string> problems;
+  for (int round = 0; round < 20; ++round) {
+    auto problem = run_reaped_elsewhere("r" + std::to_string(round),
+                                        [&](pid_t pid) { return reaper.wait_reaped(pid); });
+    if (!problem.empty()) problems.push_back(problem);
+  }
+  EXPECT_THAT(problems, ::testing::IsEmpty());
+}
+
 TEST_F(ProcessTest, LastProcessDroppedFromItsOwnExitCallback) {
   // The runtime dies on its own event-loop thread: nothing may be used after free.
-  auto fds_before = roadie::testing::open_fds().size();
+  const auto fds_before = roadie::testing::open_fds();
   struct Holder {
     std::optional<Process> process;
     roadie::Subscription subscription;
@@ -377,37 +612,62 @@ TEST_F(ProcessTest, LastProcessDroppedFromItsOwnExitCallback) {
     holder->process.reset();
     dropped = true;
   });
-  for (int i = 0; i < 5000 && !dropped; ++i) std::this_thread::sleep_for(1ms);
+  const auto deadline = std::chrono::steady_clock::now() + roadie::scaled(10s);
+  while (!dropped && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
   ASSERT_TRUE(dropped.load());
   holder->subscription.reset();
-  // The loop thread finishes and closes its descriptors by itself.
-  for (int i = 0; i < 5000 && roadie::testing::open_fds().size() > fds_before; ++i) {
+  // The loop thread finishes and closes its descriptors by itself (its epoll,
+  // eventfd, the watchdog's socket, the process's pidfd and pipes).
+  auto new_fds = [&] {
+    std::set<int> added;
+    for (int fd : roadie::testing::open_fds()) {
+      if (!fds_before.count(fd)) added.insert(fd);
+    }
+    return added;
+  };
+  while (!new_fds().empty() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(1ms);
   }
+  EXPECT_THAT(new_fds(), ::testing::IsEmpty())
+      << "the dropped runtime's descriptors were not closed";
 }
 
 // --- the watchdog --------------------------------------------------------------------------------
 
 // Disabled: run only by the watchdog tests below, in a child process that is
 // then killed with SIGKILL. Starts a daemon (its environment hidden or not,
-// per ROADIE_TEST_HIDE_ENV) and waits to be killed.
+// per ROADIE_TEST_HIDE_ENV) and waits to be killed. With
+// ROADIE_TEST_PARENT_STAYS the daemon's first process stays alive (nothing
+// supervised exits, so nothing is adopted), and this binary stops being a
+// subreaper first: the daemon is re-parented past it, never its child, so
+// nothing but the watchdog's marker scan can find it.
 TEST(Watchdog, DISABLED_StartsADaemonAndWaits) {
   const char* pidfile = std::getenv("ROADIE_TEST_PIDFILE");
   ASSERT_NE(pidfile, nullptr);
+  const bool parent_stays = std::getenv("ROADIE_TEST_PARENT_STAYS") != nullptr;
   std::vector<std::string> argv{child("child_daemon"), pidfile};
   if (std::getenv("ROADIE_TEST_HIDE_ENV") != nullptr) argv.emplace_back("--hide-env");
+  if (parent_stays) {
+    argv.emplace_back("--stay");
+    ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0), 0);
+  }
   auto p = Process::spawn(Command(argv));
-  p.wait();  // the first process exits once its daemon is forked
+  if (!parent_stays) p.wait();  // the first process exits once its daemon is forked
   ASSERT_TRUE(roadie::testing::wait_for_file(pidfile, roadie::scaled(10s)));
+  if (parent_stays) {
+    ASSERT_TRUE(p.output().wait_for("^daemonized$", roadie::scaled(10s)));
+    ASSERT_TRUE(p.running());
+  }
   std::printf("daemon started\n");
   std::fflush(stdout);
   std::this_thread::sleep_for(1h);
 }
 
-class WatchdogTest : public ProcessTest, public ::testing::WithParamInterface<bool> {};
+namespace {
 
-TEST_P(WatchdogTest, EndsADaemonWhenTheTestBinaryIsKilled) {
-  const bool hide_env = GetParam();  // then only the adoption can name it
+// Runs the helper above in a child of this binary with `env`, kills it with
+// SIGKILL once its daemon runs, and checks that its watchdog ended the daemon.
+void expect_watchdog_ends_the_daemon(const std::map<std::string, std::string>& env) {
   roadie::testing::TempDir dir;
   auto pidfile = dir.path() / "daemon.pid";
   char self[4096] = {};
@@ -415,7 +675,7 @@ TEST_P(WatchdogTest, EndsADaemonWhenTheTestBinaryIsKilled) {
   Command command{self, "--gtest_filter=Watchdog.DISABLED_StartsADaemonAndWaits",
                   "--gtest_also_run_disabled_tests"};
   command.set_env("ROADIE_TEST_PIDFILE", pidfile.string());
-  if (hide_env) command.set_env("ROADIE_TEST_HIDE_ENV", "1");
+  for (const auto& [name, value] : env) command.set_env(name, value);
   auto p = Process::spawn(command);
   ASSERT_TRUE(p.output().wait_for("^daemon started$", roadie::scaled(20s)))
       << p.output().excerpt(40);
@@ -437,8 +697,25 @@ TEST_P(WatchdogTest, EndsADaemonWhenTheTestBinaryIsKilled) {
   p.kill();  // reaps the helper and its exited watchdog
 }
 
+}  // namespace
+
+class WatchdogTest : public ProcessTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(WatchdogTest, EndsADaemonWhenTheTestBinaryIsKilled) {
+  const bool hide_env = GetParam();  // then only the adoption can name it
+  std::map<std::string, std::string> env;
+  if (hide_env) env["ROADIE_TEST_HIDE_ENV"] = "1";
+  expect_watchdog_ends_the_daemon(env);
+}
+
 INSTANTIATE_TEST_SUITE_P(Environment, WatchdogTest, ::testing::Values(false, true),
                          [](const auto& param) { return param.param ? "Hidden" : "Visible"; });
+
+TEST_F(ProcessTest, WatchdogMarkerScanEndsAMarkedDaemonThatWasNeverAdopted) {
+  // The daemon's parent (the service) stays alive, so no exit adopts the
+  // daemon, and it is not the killed binary's child: only its marker names it.
+  expect_watchdog_ends_the_daemon({{"ROADIE_TEST_PARENT_STAYS", "1"}});
+}
 
 TEST_F(ProcessTest, ARuntimeLeavesAnotherRuntimesProcessesAndWatchdogAlone) {
   roadie::Runtime other;
