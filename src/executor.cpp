@@ -44,7 +44,7 @@ struct Executor::Impl final : ready::ProbeContext {
   }
   ~Impl() override { ::close(wake_fd); }
 
-  Process& process() override { return proc; }
+  Process& process() override { return *proc; }
   void wake() override {
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
@@ -73,22 +73,35 @@ struct Executor::Impl final : ready::ProbeContext {
     }
   }
 
+  // The current run's process, for readers on any thread.
+  std::shared_ptr<Process> current() const {
+    std::lock_guard lock(handle_mutex);
+    return proc;
+  }
+
+  // A death is roadie's doing only when roadie sent the signal: the stop
+  // signal to a process still running when stop() began, the kill signal
+  // only when stop()'s escalation (or kill()) sent it.
   bool expected(const ExitStatus& status) const {
-    if (status.code() == 0) return true;
-    if (status.is_signaled() &&
-        (status.signal() == options.stop_signal || status.signal() == options.kill_signal)) {
-      return true;
+    if (status.is_exited()) {
+      if (status.code() == 0) return true;
+      const auto& codes = options.expected_exit_codes;
+      return std::find(codes.begin(), codes.end(), status.code()) != codes.end();
     }
-    const auto& codes = options.expected_exit_codes;
-    return std::find(codes.begin(), codes.end(), status.code()) != codes.end();
+    if (proc->exited_before_stop()) return false;
+    if (status.signal() == options.stop_signal) return true;
+    return status.signal() == options.kill_signal && proc->kill_signal_sent();
   }
 
   std::string describe() const { return "service '" + name + "' (`" + command.display() + "`)"; }
 
   // Ends the current run (if any) and reports it once.
   ExitStatus finish(bool kill_now) {
+    // An exit that happened before this stop is reported as such, even if the
+    // event loop has not run the exit callback yet.
+    if (auto status = proc->exit_status()) report_unexpected_exit(*status);
     stopping.store(true);
-    ExitStatus status = kill_now ? proc.kill() : proc.stop();
+    ExitStatus status = kill_now ? proc->kill() : proc->stop();
     exit_subscription.reset();
     if (!stop_reported) {
       stop_reported = true;
@@ -97,17 +110,176 @@ struct Executor::Impl final : ready::ProbeContext {
     return status;
   }
 
+  // Reports an exit nobody asked for, once, and only for a service that was
+  // ready (before that, start() reports it by throwing).
+  void report_unexpected_exit(const ExitStatus& status) {
+    std::lock_guard lock(exit_report_mutex);
+    if (!was_ready || exit_reported || stopping.load()) return;
+    exit_reported = true;
+    fire([&](ExecutorListener& l, const Executor& e) { l.on_exited(e, status); });
+  }
+
+  ProcessOptions process_options() {
+    ProcessOptions o;
+    o.name = name;
+    o.output.max_lines = options.max_output_lines;
+    o.output.max_bytes = options.max_output_bytes;
+    o.output.log_file = options.log_file;
+    o.stop.signal = options.stop_signal;
+    o.stop.kill_signal = options.kill_signal;
+    o.stop.grace = std::chrono::duration_cast<std::chrono::milliseconds>(
+        scaled(options.stop_timeout));
+    if (std::lock_guard lock(listeners_mutex); !listeners.empty()) {
+      o.on_line = [this](const Line& line) {
+        fire([&](ExecutorListener& l, const Executor& e) { l.on_line(e, line); });
+      };
+    }
+    return o;
+  }
+
+  Command run_command() const {
+    Command c = command;
+    if (options.replace_env) c.clear_env();
+    for (const auto& [key, value] : options.env) c.set_env(key, value);
+    if (options.cwd) c.set_cwd(*options.cwd);
+    return c;
+  }
+
+  void spawn() {
+    ProcessOptions o = process_options();
+    std::shared_ptr<Process> fresh;
+    try {
+      fresh = std::make_shared<Process>(Process::spawn(run_command(), std::move(o)));
+    } catch (const SpawnError& e) {
+      throw SpawnError("service '" + name + "': " + e.what(), e.command(), e.code());
+    }
+    {
+      std::lock_guard lock(handle_mutex);
+      proc = std::move(fresh);
+    }
+    stopping.store(false);
+    stop_reported = false;
+    {
+      std::lock_guard lock(exit_report_mutex);
+      was_ready = false;
+      exit_reported = false;
+    }
+    exit_subscription = proc->on_exit([this](const ExitStatus& status) {
+      wake();
+      report_unexpected_exit(status);
+    });
+  }
+
+  [[noreturn]] void fail_exited(const ExitStatus& status, std::chrono::nanoseconds elapsed,
+                                const std::string& failure) {
+    finish(false);
+    std::string message = describe() + " " + status.describe() + " after " + seconds(elapsed) +
+                          ", before it was ready (waiting for " + check.describe() +
+                          (failure.empty() ? "" : "; last attempt: " + failure) + ").";
+    if (status.code() == 0) {
+      message +=
+          " It exited with code 0 before it was ready: a service that daemonizes itself must be"
+          " run in the foreground.";
+    }
+    throw ProcessExitedWithError(message + " " + last_output(proc->output()), status.code());
+  }
+
+  [[noreturn]] void fail_cancelled(std::chrono::nanoseconds waited, bool by_stop) {
+    // Asked to stop (a scheduler's abort, a job timeout, stop() on another
+    // thread): the service gets its stop escalation like any stop.
+    ExitStatus status = finish(false);
+    throw Cancelled(describe() + ": start cancelled" +
+                    (by_stop ? " by stop() on another thread" : "") + " after " +
+                    seconds(waited) + " while waiting for " + check.describe() + "; stopped, " +
+                    status.describe());
+  }
+
+  [[noreturn]] void fail_timeout(std::chrono::nanoseconds timeout, const std::string& failure) {
+    pid_t pid = proc->pid();
+    finish(true);
+    char scale[64] = "";
+    if (time_scale() != 1.0) std::snprintf(scale, sizeof scale, " (ROADIE_TIME_SCALE=%g)", time_scale());
+    throw TimeoutExpired(describe() + " (pid " + std::to_string(pid) + ") was not ready within " +
+                         seconds(timeout) + scale + ": waiting for " + check.describe() +
+                         (failure.empty() ? "" : "; last attempt: " + failure) +
+                         ". It was killed. " + last_output(proc->output()));
+  }
+
+  // Attempts, then sleeps on the wake-up descriptors until the next attempt is
+  // due, until the check passes. Once it has passed the service is ready,
+  // whatever happens after (a one-shot command may exit 0 at once).
+  void wait_until_ready(Clock::time_point t0, std::chrono::nanoseconds timeout,
+                        const std::stop_token& cancel) {
+    const auto deadline = deadline_after(timeout, t0);
+    auto probe = check.check().arm(*this);
+    std::vector<pollfd> polls{{wake_fd, POLLIN, 0}};
+    for (int fd : probe->wake_fds()) polls.push_back({fd, POLLIN, 0});
+    std::chrono::microseconds interval(1000);
+    for (;;) {
+      if (probe->attempt(deadline)) return;
+      if (auto status = proc->exit_status()) {
+        auto failure = probe->last_failure();
+        probe.reset();
+        fail_exited(*status, Clock::now() - t0, failure);
+      }
+      if (cancel.stop_requested()) {
+        probe.reset();
+        bool by_stop;
+        {
+          std::lock_guard lock(handle_mutex);
+          by_stop = stop_requested_by_stop;
+        }
+        fail_cancelled(Clock::now() - t0, by_stop);
+      }
+      const auto now = Clock::now();
+      if (now >= deadline) {
+        auto failure = probe->last_failure();
+        probe.reset();
+        fail_timeout(timeout, failure);
+      }
+      interval = std::min(interval, probe->max_interval());
+      const auto wake_at = std::min(deadline, deadline_after(interval, now));
+      const auto wait_ms = std::chrono::duration<double, std::milli>(wake_at - now).count();
+      // poll() counts in milliseconds: round up so a 1 ms back-off is not a spin.
+      ::poll(polls.data(), polls.size(), static_cast<int>(std::min(std::ceil(wait_ms), 60'000.0)));
+      drain_wake();
+      interval = std::min(interval * 2, probe->max_interval());
+    }
+  }
+
+  // stop() or kill() on another thread cancels a start in progress, then waits
+  // for it to end (run_mutex).
+  void cancel_start() {
+    std::lock_guard lock(handle_mutex);
+    if (starting) {
+      stop_requested_by_stop = true;
+      start_cancel.request_stop();
+    }
+  }
+
   Command command;
   ReadinessCheck check;
   ExecutorOptions options;
   std::string name;
-  Process proc;
+
+  // start(), stop() and kill() run one at a time (recursive: a listener on
+  // the starting thread may stop the service).
+  std::recursive_mutex run_mutex;
+  mutable std::mutex handle_mutex;  // guards the three below
+  std::shared_ptr<Process> proc;    // replaced by start() (also under run_mutex)
+  bool starting = false;
+  std::stop_source start_cancel;
+  bool stop_requested_by_stop = false;
+
   std::mutex listeners_mutex;
   std::vector<std::shared_ptr<ExecutorListener>> listeners;
   Subscription exit_subscription;
   std::atomic<bool> stopping{false};
-  bool stop_reported = true;
-  std::chrono::nanoseconds time_to_ready{0};
+  bool stop_reported = true;  // under run_mutex
+  std::mutex exit_report_mutex;
+  bool was_ready = false;      // under exit_report_mutex
+  bool exit_reported = false;  // under exit_report_mutex
+  std::atomic<std::chrono::nanoseconds::rep> time_to_ready{0};
   std::atomic<Executor*> self{nullptr};
   int wake_fd = -1;
 };
@@ -126,7 +298,7 @@ Executor::Executor(Executor&& other) noexcept : impl_(std::move(other.impl_)) {
 
 Executor& Executor::operator=(Executor&& other) noexcept {
   if (this != &other) {
-    if (impl_ && impl_->proc.valid()) {
+    if (impl_ && impl_->current()) {
       try {
         stop();
       } catch (const std::exception& e) {
@@ -140,7 +312,7 @@ Executor& Executor::operator=(Executor&& other) noexcept {
 }
 
 Executor::~Executor() {
-  if (!impl_ || !impl_->proc.valid()) return;
+  if (!impl_ || !impl_->current()) return;
   try {
     stop();
   } catch (const std::exception& e) {
@@ -150,153 +322,96 @@ Executor::~Executor() {
   }
 }
 
+Executor::Impl& Executor::impl() const {
+  if (!impl_) throw Error("this Executor was moved from; use the one it was moved to");
+  return *impl_;
+}
+
 Executor& Executor::start() {
   return start(std::stop_token());
 }
 
 Executor& Executor::start(std::stop_token cancel) {
-  Impl& d = *impl_;
-  if (d.proc.valid() && d.proc.running()) return *this;
-  if (d.proc.valid()) d.finish(false);  // the last run ended by itself: reap it quietly
+  Impl& d = impl();
+  std::lock_guard run(d.run_mutex);
+  if (d.proc && d.proc->running()) return *this;
+  if (d.proc) d.finish(false);  // the last run ended by itself: reap it quietly
 
   try {
     d.check.check().ensure_free();
   } catch (const AlreadyRunning& e) {
     throw AlreadyRunning(d.describe() + " not started: " + e.what());
   }
-  d.fire([](ExecutorListener& l, const Executor& e) { l.on_starting(e); });
-
-  Command command = d.command;
-  if (d.options.replace_env) command.clear_env();
-  for (const auto& [key, value] : d.options.env) command.set_env(key, value);
-  if (d.options.cwd) command.set_cwd(*d.options.cwd);
-  ProcessOptions process_options;
-  process_options.name = d.name;
-  process_options.output.max_lines = d.options.max_output_lines;
-  process_options.output.max_bytes = d.options.max_output_bytes;
-  process_options.output.log_file = d.options.log_file;
-  process_options.stop.signal = d.options.stop_signal;
-  process_options.stop.kill_signal = d.options.kill_signal;
-  process_options.stop.grace =
-      std::chrono::duration_cast<std::chrono::milliseconds>(scaled(d.options.stop_timeout));
-
-  if (std::lock_guard lock(d.listeners_mutex); !d.listeners.empty()) {
-    process_options.on_line = [&d](const Line& line) {
-      d.fire([&](ExecutorListener& l, const Executor& e) { l.on_line(e, line); });
-    };
+  std::stop_token own_cancel;
+  {
+    std::lock_guard lock(d.handle_mutex);
+    d.start_cancel = std::stop_source();
+    d.stop_requested_by_stop = false;
+    d.starting = true;
+    own_cancel = d.start_cancel.get_token();
   }
+  struct EndStart {
+    Impl& d;
+    ~EndStart() {
+      std::lock_guard lock(d.handle_mutex);
+      d.starting = false;
+    }
+  } end_start{d};
+  std::stop_callback forward(cancel, [&d] { d.start_cancel.request_stop(); });
+  std::stop_callback on_cancel(own_cancel, [&d] { d.wake(); });
+
+  d.fire([](ExecutorListener& l, const Executor& e) { l.on_starting(e); });
   const auto timeout = scaled(d.options.timeout);
   const auto t0 = Clock::now();
-  const auto deadline = t0 + timeout;
   d.drain_wake();
-  try {
-    d.proc = Process::spawn(command, process_options);
-  } catch (const SpawnError& e) {
-    throw SpawnError("service '" + d.name + "': " + e.what(), e.command(), e.code());
-  }
-  d.stopping.store(false);
-  d.stop_reported = false;
-  d.exit_subscription = d.proc.on_exit([&d](const ExitStatus& status) {
-    d.wake();
-    if (!d.stopping.load()) {
-      d.fire([&](ExecutorListener& l, const Executor& e) { l.on_exited(e, status); });
-    }
-  });
-
-  std::atomic<bool> cancelled{false};
-  std::stop_callback on_cancel(cancel, [&] {
-    cancelled.store(true);
-    d.wake();
-  });
+  d.spawn();
   // Any exception from here on (a probe that throws, a bad address) must not
   // leave the service running unsupervised.
   try {
-    auto probe = d.check.check().arm(d);
-    auto fds = probe->wake_fds();
-    std::vector<pollfd> polls{{d.wake_fd, POLLIN, 0}};
-    for (int fd : fds) polls.push_back({fd, POLLIN, 0});
-    std::chrono::microseconds interval(1000);
-    for (;;) {
-      bool ready = probe->attempt(deadline);
-      if (auto status = d.proc.exit_status()) {
-        auto elapsed = Clock::now() - t0;
-        std::string pending = d.check.describe();
-        auto failure = probe->last_failure();
-        probe.reset();
-        d.finish(false);
-        std::string message =
-            d.describe() + " " + status->describe() + " after " + seconds(elapsed) +
-            (ready ? ", right after it was ready (" : ", before it was ready (waiting for ") +
-            pending + (failure.empty() || ready ? "" : "; last attempt: " + failure) + ").";
-        if (status->code() == 0) {
-          message +=
-              " It exited with code 0 before it was ready: a service that daemonizes itself must be"
-              " run in the foreground.";
-        }
-        throw ProcessExitedWithError(message + " " + last_output(d.proc.output()), status->code());
-      }
-      if (ready) break;
-      if (cancelled.load()) {
-        // Asked to stop (a scheduler's abort or job timeout): the service gets
-        // its stop escalation (stop signal, grace, kill signal) like any stop.
-        probe.reset();
-        const auto waited = Clock::now() - t0;
-        ExitStatus status = d.finish(false);
-        throw Cancelled(d.describe() + ": start cancelled after " + seconds(waited) +
-                        " while waiting for " + d.check.describe() + "; stopped, " +
-                        status.describe());
-      }
-      auto now = Clock::now();
-      if (now >= deadline) {
-        std::string failure = probe->last_failure();
-        probe.reset();
-        pid_t pid = d.proc.pid();
-        d.finish(true);
-        char scale[64] = "";
-        if (time_scale() != 1.0)
-          std::snprintf(scale, sizeof scale, " (ROADIE_TIME_SCALE=%g)", time_scale());
-        throw TimeoutExpired(d.describe() + " (pid " + std::to_string(pid) +
-                             ") was not ready within " + seconds(timeout) + scale +
-                             ": waiting for " + d.check.describe() +
-                             (failure.empty() ? "" : "; last attempt: " + failure) +
-                             ". It was killed. " + last_output(d.proc.output()));
-      }
-      interval = std::min(interval, probe->max_interval());
-      auto wake_at = std::min(deadline, now + interval);
-      auto wait_ms = std::chrono::duration<double, std::milli>(wake_at - now).count();
-      // poll() counts in milliseconds: round up so a 1 ms back-off is not a spin.
-      ::poll(polls.data(), polls.size(), static_cast<int>(std::ceil(wait_ms)));
-      d.drain_wake();
-      interval = std::min(interval * 2, probe->max_interval());
-    }
+    d.wait_until_ready(t0, timeout, own_cancel);
   } catch (...) {
     if (!d.stop_reported) d.finish(true);
     throw;
   }
-  d.time_to_ready = Clock::now() - t0;
-  d.fire([&](ExecutorListener& l, const Executor& e) { l.on_ready(e, d.time_to_ready); });
+  d.time_to_ready.store((Clock::now() - t0).count());
+  d.fire([&](ExecutorListener& l, const Executor& e) {
+    l.on_ready(e, std::chrono::nanoseconds(d.time_to_ready.load()));
+  });
+  {
+    std::lock_guard lock(d.exit_report_mutex);
+    d.was_ready = true;
+  }
+  // Exited between the check and now (a one-shot command): reported now.
+  if (auto status = d.proc->exit_status()) d.report_unexpected_exit(*status);
   return *this;
 }
 
 Executor& Executor::stop() {
-  Impl& d = *impl_;
+  Impl& d = impl();
+  d.cancel_start();
+  std::lock_guard run(d.run_mutex);
   // A run is judged once: when stop() (or a failed start) ended it.
-  if (!d.proc.valid() || d.stop_reported) return *this;
+  if (!d.proc || d.stop_reported) return *this;
   ExitStatus status = d.finish(false);
   if (!d.expected(status)) {
     std::string expected = "0";
     for (int code : d.options.expected_exit_codes) expected += ", " + std::to_string(code);
-    throw ProcessFinishedWithError(d.describe() + " (pid " + std::to_string(d.proc.pid()) + ") " +
-                                       status.describe() + "; expected exit codes: " + expected +
-                                       ", or " + signal_name(d.options.stop_signal) + ". " +
-                                       last_output(d.proc.output()),
-                                   status.code());
+    const bool before = d.proc->exited_before_stop();
+    throw ProcessFinishedWithError(
+        d.describe() + " (pid " + std::to_string(d.proc->pid()) + ") " + status.describe() +
+            (before ? " before stop() was called" : "") + "; expected exit codes: " + expected +
+            ", or " + signal_name(d.options.stop_signal) + " sent by stop(). " +
+            last_output(d.proc->output()),
+        status.code());
   }
   return *this;
 }
 
 Executor& Executor::kill() {
-  if (impl_->proc.valid()) impl_->finish(true);
+  Impl& d = impl();
+  d.cancel_start();
+  std::lock_guard run(d.run_mutex);
+  if (d.proc) d.finish(true);
   return *this;
 }
 
@@ -309,49 +424,56 @@ StoppedScope Executor::stopped() {
 }
 
 bool Executor::running() const {
-  return impl_->proc.valid() && impl_->proc.running();
+  if (!impl_) return false;
+  auto p = impl_->current();
+  return p && p->running();
 }
 pid_t Executor::pid() const {
-  return impl_->proc.valid() ? impl_->proc.pid() : -1;
+  if (!impl_) return -1;
+  auto p = impl_->current();
+  return p ? p->pid() : -1;
 }
 
 Output& Executor::output() const {
-  if (!impl_->proc.valid())
-    throw Error(describe() + ": no output yet, the service was never started");
-  return impl_->proc.output();
+  auto p = impl().current();
+  if (!p) throw Error(describe() + ": no output yet, the service was never started");
+  return p->output();
 }
 
 std::optional<ExitStatus> Executor::exit_status() const {
-  return impl_->proc.valid() ? impl_->proc.exit_status() : std::nullopt;
+  if (!impl_) return std::nullopt;
+  auto p = impl_->current();
+  return p ? p->exit_status() : std::nullopt;
 }
 
-std::optional<ExitStatus> Executor::wait_for_exit(std::chrono::nanoseconds timeout) const {
-  if (!impl_->proc.valid()) return std::nullopt;
-  return impl_->proc.wait_for(timeout);
+std::optional<ExitStatus> Executor::wait_for_exit_ns(std::chrono::nanoseconds timeout) const {
+  auto p = impl().current();
+  if (!p) return std::nullopt;
+  return p->wait_for(timeout);
 }
 
 std::chrono::nanoseconds Executor::time_to_ready() const {
-  return impl_->time_to_ready;
+  return std::chrono::nanoseconds(impl().time_to_ready.load());
 }
 const std::string& Executor::name() const {
-  return impl_->name;
+  return impl().name;
 }
 const Command& Executor::command() const {
-  return impl_->command;
+  return impl().command;
 }
 const ExecutorOptions& Executor::options() const {
-  return impl_->options;
+  return impl().options;
 }
 const ReadinessCheck& Executor::check() const {
-  return impl_->check;
+  return impl().check;
 }
 std::string Executor::describe() const {
-  return impl_->describe();
+  return impl().describe();
 }
 
 Executor& Executor::add_listener(std::shared_ptr<ExecutorListener> listener) {
   if (!listener) return *this;
-  std::lock_guard lock(impl_->listeners_mutex);
+  std::lock_guard lock(impl().listeners_mutex);
   impl_->listeners.push_back(std::move(listener));
   return *this;
 }

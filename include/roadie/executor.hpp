@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "roadie/clock.hpp"
 #include "roadie/command.hpp"
 #include "roadie/exit_status.hpp"
 #include "roadie/output.hpp"
@@ -130,7 +131,10 @@ class Executor {
   /// stop()/kill() on another thread) and returns its status; no value when
   /// `timeout` passes first or the service was never started. A huge timeout
   /// waits for ever.
-  std::optional<ExitStatus> wait_for_exit(std::chrono::nanoseconds timeout) const;
+  template <class Rep, class Period>
+  std::optional<ExitStatus> wait_for_exit(std::chrono::duration<Rep, Period> timeout) const {
+    return wait_for_exit_ns(saturated_ns(timeout));
+  }
   /// Spawn to ready of the last start.
   std::chrono::nanoseconds time_to_ready() const;
 
@@ -147,6 +151,8 @@ class Executor {
 
  private:
   struct Impl;
+  Impl& impl() const;  // throws on a moved-from executor
+  std::optional<ExitStatus> wait_for_exit_ns(std::chrono::nanoseconds timeout) const;
   std::unique_ptr<Impl> impl_;
 };
 

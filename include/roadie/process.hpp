@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "roadie/clock.hpp"
 #include "roadie/command.hpp"
 #include "roadie/exit_status.hpp"
 #include "roadie/output.hpp"
@@ -77,7 +78,12 @@ class Process {
   /// Waits for the process to exit. Everything it wrote before exiting is in
   /// output() when this returns.
   ExitStatus wait() const;
-  std::optional<ExitStatus> wait_for(std::chrono::nanoseconds timeout) const;
+  /// wait() for at most `timeout` (any duration type: a huge one, such as
+  /// hours::max(), waits for ever instead of overflowing). No value on timeout.
+  template <class Rep, class Period>
+  std::optional<ExitStatus> wait_for(std::chrono::duration<Rep, Period> timeout) const {
+    return wait_for_ns(saturated_ns(timeout));
+  }
 
   /// Sends a signal to the process group. No effect once the process is reaped.
   void signal(int signal) const;
@@ -116,6 +122,7 @@ class Process {
  private:
   Process(std::shared_ptr<detail::RuntimeImpl> runtime, std::shared_ptr<detail::ProcessState> s);
   const StopOptions& options_stop() const;
+  std::optional<ExitStatus> wait_for_ns(std::chrono::nanoseconds timeout) const;
 
   std::shared_ptr<detail::RuntimeImpl> runtime_;
   std::shared_ptr<detail::ProcessState> state_;

@@ -98,9 +98,16 @@ ExitStatus Process::wait() const {
   return *state_->status;
 }
 
-std::optional<ExitStatus> Process::wait_for(std::chrono::nanoseconds timeout) const {
+std::optional<ExitStatus> Process::wait_for_ns(std::chrono::nanoseconds timeout) const {
+  // Saturated: a huge timeout waits for ever instead of overflowing into the past.
+  const auto deadline = deadline_after(timeout);
   std::unique_lock lock(state_->mutex);
-  state_->exited.wait_for(lock, timeout, [&] { return state_->status.has_value(); });
+  auto exited = [&] { return state_->status.has_value(); };
+  if (deadline == std::chrono::steady_clock::time_point::max()) {
+    state_->exited.wait(lock, exited);
+  } else {
+    state_->exited.wait_until(lock, deadline, exited);
+  }
   return state_->status;
 }
 

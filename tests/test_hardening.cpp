@@ -1,0 +1,226 @@
+// Regressions of the core-hardening issue: each test names a defect seen on
+// the process layer or the executors, and fails when it comes back.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "roadie/clock.hpp"
+#include "roadie/error.hpp"
+#include "roadie/executor.hpp"
+#include "roadie/process.hpp"
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using roadie::Command;
+using roadie::ExitStatus;
+using roadie::Process;
+using roadie::testing::child;
+using ::testing::HasSubstr;
+
+extern char** environ;
+
+namespace {
+
+class HardeningTest : public roadie::testing::NoLeaks {};
+
+// Spawns `sleep 30` as the leader of its own process group, hoping for pid
+// `wanted` (as root, through /proc/sys/kernel/ns_last_pid). Returns its pid
+// (which may differ) or -1.
+pid_t spawn_stranger_at(pid_t wanted) {
+  {
+    std::ofstream last("/proc/sys/kernel/ns_last_pid");
+    if (last) last << (wanted - 1);
+  }
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  char sleep_path[] = "/bin/sleep";
+  char thirty[] = "30";
+  char* argv[] = {sleep_path, thirty, nullptr};
+  pid_t pid = -1;
+  if (::posix_spawn(&pid, sleep_path, nullptr, &attr, argv, environ) != 0) pid = -1;
+  posix_spawnattr_destroy(&attr);
+  return pid;
+}
+
+bool alive(pid_t pid) {
+  return ::kill(pid, 0) == 0;
+}
+
+}  // namespace
+
+// Item 3: once somebody else reaped the leader, its pid and group id may be a
+// stranger's: signal() and stop() must not reach it.
+TEST_F(HardeningTest, ALeaderReapedBySomeoneElseIsNeverSignalledAgain) {
+  if (::access("/proc/sys/kernel/ns_last_pid", W_OK) != 0) {
+    GTEST_SKIP() << "needs root to steer pid reuse through ns_last_pid";
+  }
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    Process p = Process::spawn(Command{child("child_idle")});
+    const pid_t pid = p.pid();
+    // The test binary reaps roadie's child behind its back.
+    ::kill(pid, SIGKILL);
+    int raw = 0;
+    ASSERT_EQ(::waitpid(pid, &raw, 0), pid);
+    ASSERT_TRUE(p.wait_for(roadie::scaled(10s))) << "the exit was never published";
+    const pid_t stranger = spawn_stranger_at(pid);
+    if (stranger != pid) {  // somebody else took the pid first: try again
+      if (stranger > 0) {
+        ::kill(stranger, SIGKILL);
+        ::waitpid(stranger, nullptr, 0);
+      }
+      p.stop();
+      continue;
+    }
+    p.signal(SIGTERM);
+    p.stop();
+    const bool survived = alive(stranger);
+    ::kill(stranger, SIGKILL);
+    ::waitpid(stranger, nullptr, 0);
+    EXPECT_TRUE(survived) << "a stranger that reused the pid " << pid << " was signalled";
+    return;
+  }
+  GTEST_SKIP() << "the pid was never reused in 20 attempts";
+}
+
+// Item 11: a death nobody asked for is not a clean stop.
+TEST_F(HardeningTest, AServiceKilledByAStrangerBeforeStopIsReported) {
+  for (int sig : {SIGKILL, SIGTERM}) {
+    roadie::OutputExecutor service(Command{child("child_banner")}, "ready", {.name = "victim"});
+    service.start();
+    ::kill(service.pid(), sig);
+    ASSERT_TRUE(service.wait_for_exit(roadie::scaled(10s)));
+    try {
+      service.stop();
+      ADD_FAILURE() << "stop() accepted a death by " << roadie::signal_name(sig)
+                    << " that it never sent";
+    } catch (const roadie::ProcessFinishedWithError& e) {
+      EXPECT_THAT(e.what(), HasSubstr("before stop() was called"));
+      EXPECT_THAT(e.what(), HasSubstr(roadie::signal_name(sig)));
+      EXPECT_EQ(e.exit_code(), -sig);
+    }
+  }
+}
+
+TEST_F(HardeningTest, TheKillSignalOfStopsOwnEscalationIsAccepted) {
+  roadie::OutputExecutor service(Command{child("child_ignore_term")}, "ignoring",
+                                 {.stop_timeout = 50ms});
+  service.start();
+  EXPECT_NO_THROW(service.stop());
+  EXPECT_EQ(service.exit_status()->signal(), SIGKILL);
+}
+
+// Item 13: once the check passed, the service is ready, whatever happens after.
+TEST_F(HardeningTest, AOneShotCommandReadyThenExitingZeroIsReady) {
+  int failures = 0;
+  std::string last;
+  for (int i = 0; i < 30; ++i) {
+    roadie::OutputExecutor job(Command{"/bin/sh", "-c", "echo done"}, "done");
+    try {
+      job.start();
+      job.stop();
+    } catch (const roadie::Error& e) {
+      ++failures;
+      last = e.what();
+    }
+  }
+  EXPECT_EQ(failures, 0) << last;
+}
+
+TEST_F(HardeningTest, AnExitAfterReadinessIsReportedOnceAsExited) {
+  struct Listener : roadie::ExecutorListener {
+    std::atomic<int> exited{0};
+    void on_exited(const roadie::Executor&, const ExitStatus&) override { ++exited; }
+  };
+  auto listener = std::make_shared<Listener>();
+  roadie::OutputExecutor job(Command{"/bin/sh", "-c", "echo done"}, "done");
+  job.add_listener(listener);
+  job.start();
+  ASSERT_TRUE(job.wait_for_exit(roadie::scaled(10s)));
+  job.stop();
+  EXPECT_EQ(listener->exited.load(), 1);
+}
+
+// Item 9: stop() from another thread during start() is never lost.
+TEST_F(HardeningTest, StopFromAnotherThreadDuringStartIsNeverLost) {
+  std::mt19937 random(42);
+  for (int round = 0; round < 30; ++round) {
+    roadie::OutputExecutor service(Command{child("child_banner"), "--delay-ms", "30"}, "ready",
+                                   {.timeout = 60s});
+    const auto delay = std::chrono::microseconds(random() % 40'000);
+    std::thread stopper([&] {
+      std::this_thread::sleep_for(delay);
+      service.stop();
+    });
+    pid_t pid = -1;
+    try {
+      service.start();
+    } catch (const roadie::Cancelled& e) {
+      EXPECT_THAT(e.what(), HasSubstr("by stop() on another thread"));
+    }
+    pid = service.pid();
+    stopper.join();
+    // Whoever won, the service is not left running.
+    if (service.running()) service.stop();  // a start after the stop: fine
+    EXPECT_FALSE(service.running()) << "round " << round;
+    if (pid > 0) {
+      EXPECT_FALSE(alive(pid) && ::getpgid(pid) == pid) << "round " << round;
+    }
+  }
+}
+
+TEST_F(HardeningTest, KillFromAnotherThreadCancelsAStartThatWouldNeverBeReady) {
+  roadie::OutputExecutor service(Command{child("child_idle")}, "never", {.timeout = 600s});
+  std::thread killer([&] {
+    std::this_thread::sleep_for(50ms);
+    service.kill();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(service.start(), roadie::Cancelled);
+  killer.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, roadie::scaled(10s));
+  EXPECT_FALSE(service.running());
+}
+
+// Item 8: a huge duration means no practical limit, never "at once".
+TEST_F(HardeningTest, HugeDurationsMeanNoLimit) {
+  roadie::OutputExecutor service(Command{child("child_banner"), "--delay-ms", "100"}, "ready",
+                                 {.timeout = std::chrono::milliseconds::max(),
+                                  .stop_timeout = std::chrono::milliseconds::max()});
+  EXPECT_NO_THROW(service.start());
+  EXPECT_NO_THROW(service.stop());
+
+  Process p = Process::spawn(Command{"/bin/sh", "-c", "sleep 0.1"});
+  auto status = p.wait_for(std::chrono::nanoseconds::max());
+  ASSERT_TRUE(status) << "wait_for(max) returned before the exit";
+  EXPECT_EQ(status->code(), 0);
+  Process q = Process::spawn(Command{"/bin/sh", "-c", "sleep 0.1"});
+  ASSERT_TRUE(q.wait_for(std::chrono::hours::max()));
+  EXPECT_TRUE(roadie::deadline_after(std::chrono::hours::max()) ==
+              std::chrono::steady_clock::time_point::max());
+  EXPECT_EQ(roadie::scaled(std::chrono::milliseconds::max()), std::chrono::nanoseconds::max());
+}
+
+// Item 10: a moved-from executor is a clear error, not a crash.
+TEST_F(HardeningTest, AMovedFromExecutorIsAClearError) {
+  roadie::Executor a(Command{child("child_idle")});
+  roadie::Executor b(std::move(a));
+  EXPECT_FALSE(a.running());  // NOLINT(bugprone-use-after-move): the point of the test
+  EXPECT_EQ(a.pid(), -1);
+  EXPECT_FALSE(a.exit_status());
+  try {
+    a.start();
+    ADD_FAILURE() << "no exception";
+  } catch (const roadie::Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("moved from"));
+  }
+}
