@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "roadie/clock.hpp"
 #include "roadie/error.hpp"
 #include "roadie/executor.hpp"
 
@@ -36,14 +37,17 @@ enum class JobState {
   ready,      ///< a service that is ready (its dependents may run)
   done,       ///< finished well
   failed,     ///< threw, or a service could not start
-  skipped,    ///< not run: a requirement failed (see reason())
-  cancelled,  ///< stopped before finishing, or never started because the run was aborted
-  timed_out,  ///< ran past its own timeout or the scheduler's
+  skipped,    ///< not run: a requirement failed, was skipped, cancelled or timed out (see
+              ///< reason()); so are the dependents of a critical job that failed
+  cancelled,  ///< asked to stop by an abort (however it then returned), or never started
+              ///< because the run was aborted
+  timed_out,  ///< ran past its own timeout or the scheduler's (however it then returned)
   stopped,    ///< a service stopped at teardown
 };
 std::string_view to_string(JobState state) noexcept;
 
-/// Handed to every job: its cancellation, and a sleep that wakes on it.
+/// Handed to every job: its cancellation, and a sleep that wakes on it. Used
+/// by the job's own thread; stop_requested() may be read from any thread.
 class JobContext {
  public:
   JobContext(std::stop_token token, std::string_view label)
@@ -52,10 +56,17 @@ class JobContext {
   bool stop_requested() const noexcept { return token_.stop_requested(); }
   std::string_view label() const noexcept { return label_; }
   /// Sleeps for `duration` unless a stop is requested first; returns false if
-  /// it was (the job should then return or throw Cancelled).
-  bool sleep_for(std::chrono::nanoseconds duration) const;
+  /// it was (the job should then return or throw Cancelled). Any duration
+  /// type: a huge one (`hours::max()`) sleeps until the stop, it never
+  /// overflows into "at once"; zero or negative returns at once.
+  template <class Rep, class Period>
+  bool sleep_for(std::chrono::duration<Rep, Period> duration) const {
+    return sleep_until(deadline_after(duration));
+  }
 
  private:
+  bool sleep_until(std::chrono::steady_clock::time_point deadline) const;
+
   std::stop_token token_;
   std::string_view label_;
 };
@@ -71,7 +82,8 @@ struct JobOptions {
   /// require a forever job unless it is a service (then its readiness counts).
   bool forever = false;
   /// Own deadline from the job's start; stop is requested when it passes and
-  /// the job ends TIMED_OUT.
+  /// the job ends TIMED_OUT. Not scaled by time_scale(). A huge value
+  /// (`milliseconds::max()`) is no practical limit.
   std::optional<std::chrono::milliseconds> timeout;
 };
 
@@ -79,7 +91,9 @@ struct SchedulerOptions {
   std::string label = "scheduler";
   /// When nested: does this scheduler's failure fail the outer one?
   bool critical = true;
-  /// Deadline for the whole run.
+  /// Deadline for the whole run, from run(); when it passes the run is
+  /// aborted and its running jobs end TIMED_OUT. Not scaled by time_scale().
+  /// A huge value (`milliseconds::max()`) is no practical limit.
   std::optional<std::chrono::milliseconds> timeout;
   /// At most this many jobs running at once (0: no limit). Forever jobs run
   /// beside the window: they end only after every other job, so a slot held
@@ -88,12 +102,23 @@ struct SchedulerOptions {
 };
 
 /// A cheap handle to a job inside a scheduler (copyable; valid as long as the
-/// scheduler is).
+/// scheduler is, including after the scheduler is moved).
+///
+/// A default-constructed handle is empty: valid() is false, and every other
+/// member (but ==) throws roadie::Error saying so.
+///
+/// Thread-safety: require() and require_allowing_failure() change the graph:
+/// call them before run(), from the thread that builds the scheduler. The
+/// accessors of the run's outcome (state(), result(), error(), reason(),
+/// duration()) take the scheduler's lock and may be called from any thread at
+/// any time, jobs and stop callbacks included; the others read what does not
+/// change once the job is added.
 class Job {
  public:
   Job() = default;
   /// This job starts only after `other` is done (or, for a service, ready).
-  /// Duplicates are ignored.
+  /// Duplicates are ignored. Requiring an empty handle or a job of another
+  /// scheduler is reported by validate().
   Job& require(Job other);
   /// Same, but this job still runs if `other` fails.
   Job& require_allowing_failure(Job other);
@@ -111,7 +136,10 @@ class Job {
   }
   /// The exception the job ended with, if any.
   std::exception_ptr error() const;
-  /// Why it failed, was skipped, cancelled or timed out; empty otherwise.
+  /// Why it failed, was skipped, cancelled or timed out; empty otherwise. A
+  /// skipped job names the requirement that did not succeed and, when that one
+  /// was skipped too, the failure at the root: "requires 'b' which was
+  /// skipped: requires 'a' which failed: boom".
   std::string reason() const;
   /// Start to finish (a service: start to ready).
   std::chrono::nanoseconds duration() const;
@@ -180,6 +208,14 @@ class SchedulerError : public Error {
 /// Glyphs for list(): Unicode when the terminal's locale is UTF-8.
 enum class Glyphs { automatic, unicode, ascii };
 
+/// A graph of jobs, run once.
+///
+/// Thread-safety: build the graph (add*(), Job::require()), validate() and
+/// run() from one thread; run() blocks that thread until the run is over, and
+/// shutdown() comes after it (the destructor calls it). What reports on the
+/// run (why(), list(), debrief(), to_dot(), to_chrome_trace(),
+/// critical_path()) takes the scheduler's lock and may be called from any
+/// thread, also while it runs.
 class Scheduler {
  public:
   explicit Scheduler(SchedulerOptions options = {});

@@ -7,6 +7,7 @@
 
 #include "../log.hpp"
 #include "../text.hpp"
+#include "roadie/clock.hpp"
 #include "scheduler_impl.hpp"
 
 namespace roadie {
@@ -43,11 +44,16 @@ std::string_view to_string(JobState state) noexcept {
   return "?";
 }
 
-bool JobContext::sleep_for(std::chrono::nanoseconds duration) const {
+bool JobContext::sleep_until(std::chrono::steady_clock::time_point deadline) const {
   std::mutex m;
   std::condition_variable_any cv;
   std::unique_lock lock(m);
-  cv.wait_for(lock, token_, duration, [] { return false; });
+  if (deadline == Clock::time_point::max()) {
+    // No practical limit: only the stop ends it (wait_until would overflow).
+    cv.wait(lock, token_, [] { return false; });
+  } else {
+    cv.wait_until(lock, token_, deadline, [] { return false; });
+  }
   return !token_.stop_requested();
 }
 
@@ -68,7 +74,9 @@ bool succeeded(JobState s) {
   return s == JobState::done || s == JobState::ready || s == JobState::stopped;
 }
 
-// What a dependent is told about a requirement that did not succeed.
+// What a dependent is told about a requirement that did not succeed. A skipped
+// requirement is named with the failure at the root, not with its own reason:
+// nesting every reason would make the reasons of a chain of N jobs O(N^2) long.
 std::string outcome(const Node& n) {
   std::string text = "requires '" + n.label + "' which ";
   switch (n.state) {
@@ -76,8 +84,7 @@ std::string outcome(const Node& n) {
       text += "failed";
       break;
     case JobState::skipped:
-      text += "was skipped";
-      break;
+      return text + "was skipped: " + n.root_cause;
     case JobState::cancelled:
       text += "was cancelled";
       break;
@@ -116,10 +123,22 @@ struct Runner {
   SchedulerImpl& s;
 
   void abort(const std::string& reason) {
-    if (s.aborting) return;
+    if (begin_abort(reason)) cancel_the_rest();
+  }
+
+  // Marks the run aborted with its reason (the first one wins); false if it
+  // already was. Nothing is cancelled yet: see cancel_the_rest().
+  bool begin_abort(const std::string& reason) {
+    if (s.aborting) return false;
     s.aborting = true;
     s.ok = false;
     s.abort_reason = reason;
+    return true;
+  }
+
+  // Stops what runs and cancels what has not started, with the abort's reason.
+  void cancel_the_rest() {
+    const std::string& reason = s.abort_reason;
     // Handed to the pool but not picked up yet: they never start.
     for (Node* queued : s.work) {
       --s.in_flight;
@@ -159,32 +178,57 @@ struct Runner {
     }
   }
 
-  // Puts a job in a final state and tells its dependents.
-  void settle(Node& n, JobState state, std::string reason, bool propagate = true) {
-    n.state = state;
-    n.reason = std::move(reason);
-    n.finished = true;
-    n.finish_time = Clock::now();
-    if (!n.options.forever) --s.unfinished;
-    const bool wound_down = n.options.forever && s.winding_down && state == JobState::cancelled;
-    if (!succeeded(state) && n.options.critical && !s.aborting && !wound_down) {
-      bool timed = state == JobState::timed_out;
-      abort("critical job '" + n.label + "' " +
-            (state == JobState::skipped ? "was skipped"
-             : timed                    ? "timed out"
-                                        : std::string(to_string(state))) +
-            (n.reason.empty() ? "" : ": " + n.reason));
+  // Puts a job in a final state and tells its dependents; a dependent that
+  // cannot run is skipped with the reason, and so on down the graph (a
+  // worklist, not recursion: a chain of 100,000 jobs skips on any stack).
+  // A critical failure aborts the run, but only after its dependents were
+  // told: they never ran because of it, and say so (skipped, not cancelled),
+  // whichever thread gets here first.
+  void settle(Node& first, JobState first_state, std::string first_reason, bool propagate = true) {
+    struct Settlement {
+      Node* node;
+      JobState state;
+      std::string reason;
+    };
+    std::vector<Settlement> todo;
+    todo.push_back({&first, first_state, std::move(first_reason)});
+    bool aborted_here = false;
+    while (!todo.empty()) {
+      Settlement next = std::move(todo.back());
+      todo.pop_back();
+      Node& n = *next.node;
+      n.state = next.state;
+      n.reason = std::move(next.reason);
+      n.finished = true;
+      n.finish_time = Clock::now();
+      if (!n.options.forever) --s.unfinished;
+      const bool wound_down = n.options.forever && s.winding_down && n.state == JobState::cancelled;
+      if (!succeeded(n.state) && n.options.critical && !s.aborting && !wound_down) {
+        aborted_here = begin_abort(abort_reason_for(n));
+      }
+      if (propagate) tell_dependents(n, todo);
     }
-    if (propagate) tell_dependents(n);
+    if (aborted_here) cancel_the_rest();
     // The coordinator only cares about the end of the run (and aborts, which
     // notify it themselves); waking it per job would cost O(V) per job.
     if (s.unfinished == 0) s.changed.notify_all();
   }
 
-  void tell_dependents(const Node& n) {
+  static std::string abort_reason_for(const Node& n) {
+    const std::string what = n.state == JobState::skipped     ? "was skipped"
+                             : n.state == JobState::timed_out ? "timed out"
+                                                              : std::string(to_string(n.state));
+    return "critical job '" + n.label + "' " + what + (n.reason.empty() ? "" : ": " + n.reason);
+  }
+
+  // Dependents that can no longer run are added to `skips` (settled by the
+  // caller); the others count down and become ready when nothing is pending.
+  template <class Settlements>
+  void tell_dependents(const Node& n, Settlements& skips) {
     const bool ok = succeeded(n.state);
-    for (std::size_t d : n.dependents) {
-      Node& dep = s.node(d);
+    // Reversed: the worklist is a stack, and dependents settle in graph order.
+    for (auto it = n.dependents.rbegin(); it != n.dependents.rend(); ++it) {
+      Node& dep = s.node(*it);
       if (dep.state != JobState::idle) continue;
       bool allowed = false;
       for (const auto& r : dep.requires_) {
@@ -193,7 +237,10 @@ struct Runner {
       if (ok || allowed) {
         if (--dep.pending == 0) make_ready(dep);
       } else {
-        settle(dep, JobState::skipped, outcome(n));
+        dep.state = JobState::skipped;  // claimed: a later requirement must not skip it again
+        std::string why = outcome(n);
+        dep.root_cause = n.state == JobState::skipped ? n.root_cause : why;
+        skips.push_back({&dep, JobState::skipped, std::move(why)});
       }
     }
   }
@@ -227,6 +274,7 @@ struct Runner {
       ++s.in_flight;
       start.push_back(n);
       if (n->options.timeout) {
+        n->deadline = deadline_after(*n->options.timeout, n->start_time);
         s.timed.push_back(n);
         s.changed.notify_all();  // a new deadline to watch
       }
@@ -268,11 +316,18 @@ struct Runner {
     release_slot(n);
     n.error = error;
     if (!error) n.result = std::move(result);
-    if (n.timed_out) {
+    // Asked to stop, a job ends TIMED_OUT or CANCELLED however it returns
+    // (normally or by throwing): it was stopped, whether it finished its work
+    // or not cannot be told. The flags are set under the lock before the stop
+    // is sent, so the state does not depend on when the job saw it. A service
+    // whose start returned is up and ready whatever was asked: shutdown() must
+    // stop it.
+    const bool service_up = n.kind == JobKind::service && !error;
+    if (n.timed_out && !service_up) {
       settle(n, JobState::timed_out,
              n.options.timeout ? "ran past its timeout of " + seconds(*n.options.timeout)
                                : "the run timed out");
-    } else if (n.cancel_requested && (error || n.options.forever)) {
+    } else if (n.cancel_requested && !service_up) {
       settle(n, JobState::cancelled,
              n.options.forever && !s.aborting ? "cancelled at the end of the run"
                                               : "cancelled: " + s.abort_reason);
@@ -368,14 +423,20 @@ struct Runner {
 // ---- Job ------------------------------------------------------------------------
 
 namespace {
-Node& node_of(detail::SchedulerImpl* s, std::size_t index) {
-  if (s == nullptr) throw std::logic_error("roadie::Job: empty handle");
-  return s->node(index);
+// The scheduler behind a handle; an empty handle is a clear error, not a null
+// dereference.
+SchedulerImpl& scheduler_of(SchedulerImpl* s, const char* call) {
+  if (s == nullptr) {
+    throw Error(std::string("roadie::") + call +
+                ": empty Job handle (default-constructed; use one returned by "
+                "Scheduler::add(), add_service(), add_scheduler(), find() or jobs())");
+  }
+  return *s;
 }
 }  // namespace
 
 Job& Job::require(Job other) {
-  Node& n = node_of(scheduler_, index_);
+  Node& n = scheduler_of(scheduler_, "Job::require()").node(index_);
   if (other.scheduler_ != scheduler_) {
     n.foreign.push_back(other.valid() ? other.label() : "<empty job handle>");
     return *this;
@@ -388,8 +449,8 @@ Job& Job::require(Job other) {
 }
 
 Job& Job::require_allowing_failure(Job other) {
+  Node& n = scheduler_of(scheduler_, "Job::require_allowing_failure()").node(index_);
   require(other);
-  Node& n = node_of(scheduler_, index_);
   for (auto& r : n.requires_) {
     if (r.index == other.index_ && other.scheduler_ == scheduler_) r.allow_failure = true;
   }
@@ -397,40 +458,46 @@ Job& Job::require_allowing_failure(Job other) {
 }
 
 std::size_t Job::id() const {
+  scheduler_of(scheduler_, "Job::id()");
   return index_ + 1;
 }
 const std::string& Job::label() const {
-  return node_of(scheduler_, index_).label;
+  return scheduler_of(scheduler_, "Job::label()").node(index_).label;
 }
 bool Job::critical() const {
-  return node_of(scheduler_, index_).options.critical;
+  return scheduler_of(scheduler_, "Job::critical()").node(index_).options.critical;
 }
 bool Job::forever() const {
-  return node_of(scheduler_, index_).options.forever;
+  return scheduler_of(scheduler_, "Job::forever()").node(index_).options.forever;
 }
 Executor* Job::service() const {
-  return node_of(scheduler_, index_).service.get();
+  return scheduler_of(scheduler_, "Job::service()").node(index_).service.get();
 }
 
 JobState Job::state() const {
-  std::lock_guard lock(scheduler_->mutex);
-  return node_of(scheduler_, index_).state;
+  SchedulerImpl& s = scheduler_of(scheduler_, "Job::state()");
+  std::lock_guard lock(s.mutex);
+  return s.node(index_).state;
 }
 const std::any& Job::result() const {
-  std::lock_guard lock(scheduler_->mutex);
-  return node_of(scheduler_, index_).result;
+  SchedulerImpl& s = scheduler_of(scheduler_, "Job::result()");
+  std::lock_guard lock(s.mutex);
+  return s.node(index_).result;
 }
 std::exception_ptr Job::error() const {
-  std::lock_guard lock(scheduler_->mutex);
-  return node_of(scheduler_, index_).error;
+  SchedulerImpl& s = scheduler_of(scheduler_, "Job::error()");
+  std::lock_guard lock(s.mutex);
+  return s.node(index_).error;
 }
 std::string Job::reason() const {
-  std::lock_guard lock(scheduler_->mutex);
-  return node_of(scheduler_, index_).reason;
+  SchedulerImpl& s = scheduler_of(scheduler_, "Job::reason()");
+  std::lock_guard lock(s.mutex);
+  return s.node(index_).reason;
 }
 std::chrono::nanoseconds Job::duration() const {
-  std::lock_guard lock(scheduler_->mutex);
-  const Node& n = node_of(scheduler_, index_);
+  SchedulerImpl& s = scheduler_of(scheduler_, "Job::duration()");
+  std::lock_guard lock(s.mutex);
+  const Node& n = s.node(index_);
   if (!n.started) return {};
   return (n.finished ? n.finish_time : Clock::now()) - n.start_time;
 }
@@ -609,8 +676,10 @@ RunReport Scheduler::run(std::stop_token cancel) {
     runner.abort("the run was cancelled");
   });
 
+  // Saturated: a huge timeout is no limit, never an overflow into the past.
   const std::optional<Clock::time_point> deadline =
-      s.options.timeout ? std::optional(s.run_start + *s.options.timeout) : std::nullopt;
+      s.options.timeout ? std::optional(deadline_after(*s.options.timeout, s.run_start))
+                        : std::nullopt;
   bool forever_cancelled = false;
   std::unique_lock lock(s.mutex);
   for (;;) {
@@ -633,7 +702,7 @@ RunReport Scheduler::run(std::stop_token cancel) {
     // The next deadline: the run's, or a running job's own.
     auto next = deadline.value_or(Clock::time_point::max());
     std::erase_if(s.timed, [](Node* n) { return n->state != JobState::running || n->timed_out; });
-    for (Node* n : s.timed) next = std::min(next, n->start_time + *n->options.timeout);
+    for (Node* n : s.timed) next = std::min(next, n->deadline);
     if (s.stalled_since && s.threads.size() < detail::kMaxThreads) {
       next = std::min(next, *s.stalled_since + detail::kStallBeforeGrowing);
     }
@@ -653,8 +722,7 @@ RunReport Scheduler::run(std::stop_token cancel) {
       }
     }
     for (Node* n : s.timed) {
-      if (n->state == JobState::running && !n->timed_out &&
-          now >= n->start_time + *n->options.timeout) {
+      if (n->state == JobState::running && !n->timed_out && now >= n->deadline) {
         n->timed_out = true;
         runner.want_stop(*n);
       }

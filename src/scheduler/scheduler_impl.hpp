@@ -41,11 +41,13 @@ struct Node {
   std::any result;
   std::exception_ptr error;
   std::string reason;
+  std::string root_cause;  // skipped: the failure that started the skipping (see outcome())
   std::stop_source stop;
   bool started = false;
   bool finished = false;
   Clock::time_point start_time{};
   Clock::time_point finish_time{};
+  Clock::time_point deadline{};  // its own timeout's, saturated (time_point::max(): none)
   bool timed_out = false;
   bool cancel_requested = false;
   bool holds_slot = false;
