@@ -97,8 +97,7 @@ struct Output::State {
     line.time = now;
     buf.bytes += line.text.size();
     for (Watcher* w : watchers) {
-      if (!w->match && (!w->stream || *w->stream == s) &&
-          detail::search(*w->pattern, line.text)) {
+      if (!w->match && (!w->stream || *w->stream == s) && detail::search(*w->pattern, line.text)) {
         w->match = line;
       }
     }
@@ -143,7 +142,8 @@ Output::Output(OutputOptions options) : state_(std::make_shared<State>(std::move
     const auto& path = state_->options.log_file;
     // O_NOFOLLOW: a symbolic link planted at the path must not redirect the
     // tee. The mode is explicit: fopen() would create it 0666 under umask 0.
-    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    const int fd =
+        ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) {
       const int error = errno;
       throw Error("cannot open log file '" + path.string() + "': " +

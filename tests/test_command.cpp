@@ -5,9 +5,9 @@
 #include "roadie/exit_status.hpp"
 
 using roadie::Command;
-using namespace std::string_literals;
-
 namespace {
+
+const std::string nul(1, '\0');
 
 // The message of the roadie::Error that `make` throws ("" when none).
 template <class F>
@@ -38,11 +38,13 @@ TEST(Command, EmptyArgvIsRejected) {
 
 // A NUL would cut the C string the system gets: refused, never truncated.
 TEST(Command, NulBytesInArgvAreRejectedNamingTheArgument) {
-  EXPECT_EQ(error_of([] { Command({"redis-server", "--port", "70\0"s "01"}); }),
+  EXPECT_EQ(error_of([] {
+              Command({"redis-server", "--port", "70" + nul + "01"});
+            }),
             "roadie::Command: argument 2 '70\\001' contains a NUL byte");
-  EXPECT_EQ(error_of([] { Command{"redis\0"s "-server"}; }),
+  EXPECT_EQ(error_of([] { Command{"redis" + nul + "-server"}; }),
             "roadie::Command: the program 'redis\\0-server' contains a NUL byte");
-  EXPECT_NE(error_of([] { Command::shell("echo a\0"s "b"); }), "");
+  EXPECT_NE(error_of([] { Command::shell("echo a" + nul + "b"); }), "");
 }
 
 TEST(Command, BadEnvironmentNamesAndValuesAreRejectedNamingThem) {
@@ -50,13 +52,13 @@ TEST(Command, BadEnvironmentNamesAndValuesAreRejectedNamingThem) {
   EXPECT_EQ(error_of([&] { c.set_env("A=B", "1"); }),
             "roadie::Command::set_env: variable name 'A=B' contains '='");
   EXPECT_EQ(error_of([&] { c.set_env("", "1"); }), "roadie::Command::set_env: empty variable name");
-  EXPECT_EQ(error_of([&] { c.set_env("N\0"s "AME", "1"); }),
+  EXPECT_EQ(error_of([&] { c.set_env("N" + nul + "AME", "1"); }),
             "roadie::Command::set_env: variable name 'N\\0AME' contains a NUL byte");
-  EXPECT_EQ(error_of([&] { c.set_env("NAME", "va\0"s "lue"); }),
+  EXPECT_EQ(error_of([&] { c.set_env("NAME", "va" + nul + "lue"); }),
             "roadie::Command::set_env: the value of NAME ('va\\0lue') contains a NUL byte");
   EXPECT_EQ(error_of([&] { c.unset_env("A=B"); }),
             "roadie::Command::unset_env: variable name 'A=B' contains '='");
-  EXPECT_EQ(error_of([&] { c.set_cwd("/tmp\0"s "/x"); }),
+  EXPECT_EQ(error_of([&] { c.set_cwd("/tmp" + nul + "/x"); }),
             "roadie::Command::set_cwd: directory '/tmp\\0/x' contains a NUL byte");
   EXPECT_TRUE(c.env_changes().empty());
   EXPECT_FALSE(c.cwd());

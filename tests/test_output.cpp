@@ -224,8 +224,8 @@ TEST(Output, WaitForRejectsAnInvalidPatternNamingIt) {
 // A huge timeout means "no practical limit": it must wait, not overflow into
 // the past and return at once.
 TEST(Output, WaitForWithAHugeTimeoutWaits) {
-  for (auto timeout : {std::chrono::nanoseconds::max(),
-                       roadie::saturated_ns(std::chrono::milliseconds::max())}) {
+  for (auto timeout :
+       {std::chrono::nanoseconds::max(), roadie::saturated_ns(std::chrono::milliseconds::max())}) {
     Output out;
     std::thread writer([&] {
       std::this_thread::sleep_for(100ms);

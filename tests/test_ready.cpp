@@ -137,8 +137,8 @@ TEST(Ready, PortsOutsideOneTo65535AreErrorsNamingTheValue) {
 TEST(Ready, TcpCheckAndExecutorRejectPortsThatWouldWrap) {
   EXPECT_TRUE(contains(error_of([] { ready::tcp("127.0.0.1", 0); }), "port 0"));
   EXPECT_TRUE(contains(error_of([] { ready::tcp("127.0.0.1", 70000); }), "port 70000"));
-  EXPECT_TRUE(contains(error_of([] { roadie::TcpExecutor(Command{"true"}, "127.0.0.1", -1); }),
-                       "port -1"));
+  EXPECT_TRUE(
+      contains(error_of([] { roadie::TcpExecutor(Command{"true"}, "127.0.0.1", -1); }), "port -1"));
   EXPECT_EQ(ready::tcp("127.0.0.1", 6379).describe(), "tcp 127.0.0.1:6379");
 }
 
@@ -150,7 +150,8 @@ TEST(Ready, UrlPortsOutOfRangeAreRoadieErrors) {
   EXPECT_TRUE(contains(message, "bad port 99999999999999999999")) << message;
   EXPECT_NE(error_of([] { ready::http("http://127.0.0.1:0/"); }), "");
   EXPECT_NE(error_of([] { ready::http("http://127.0.0.1:65536/"); }), "");
-  EXPECT_EQ(ready::http("https://[::1]:65535/x").describe(), "http HEAD https://[::1]:65535/x -> /2../");
+  EXPECT_EQ(ready::http("https://[::1]:65535/x").describe(),
+            "http HEAD https://[::1]:65535/x -> /2../");
 }
 
 // --- huge timeouts ----------------------------------------------------------

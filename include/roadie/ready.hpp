@@ -12,7 +12,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,11 +30,12 @@ class Process;
 class Port {
  public:
   template <std::integral T>
-    requires(!std::same_as<std::remove_cv_t<T>, bool>)
   Port(T value)  // NOLINT(google-explicit-constructor): a port is a number
       : value_(std::cmp_less(value, 1) || std::cmp_greater(value, 65535)
                    ? reject(std::to_string(value))
                    : static_cast<std::uint16_t>(value)) {}
+
+  Port(bool) = delete;  // a flag is not a port
 
   std::uint16_t value() const noexcept { return value_; }
   friend bool operator==(Port, Port) = default;

@@ -8,10 +8,10 @@
 #include <cstring>
 
 #include "../text.hpp"
+#include "pattern.hpp"
 #include "roadie/clock.hpp"
 #include "roadie/error.hpp"
 #include "roadie/process.hpp"
-#include "pattern.hpp"
 #include "roadie/ready.hpp"
 #include "sockets.hpp"
 

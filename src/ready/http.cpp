@@ -119,7 +119,8 @@ class HttpReadiness final : public Check {
   explicit HttpReadiness(HttpCheck request)
       : request_(std::move(request)),
         url_(parse_url(request_.url)),
-        status_(detail::compile_pattern(request_.status, "http check " + request_.url + " status")) {
+        status_(
+            detail::compile_pattern(request_.status, "http check " + request_.url + " status")) {
     if (request_.attempt_timeout.count() <= 0) {
       throw Error("http check " + request_.url + ": attempt_timeout must be positive");
     }

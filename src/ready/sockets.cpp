@@ -20,7 +20,7 @@ constexpr std::chrono::milliseconds kMinimumAttempt{10};
 // poll() takes an int of milliseconds: a farther deadline (a huge start
 // timeout) waits this long per call instead of wrapping to a negative timeout.
 constexpr std::chrono::milliseconds kLongestPoll{std::numeric_limits<int>::max()};
-}
+}  // namespace
 
 std::vector<Endpoint> resolve_tcp(const std::string& host, std::uint16_t port) {
   addrinfo hints{};
