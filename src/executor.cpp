@@ -400,7 +400,7 @@ Executor& Executor::stop() {
     throw ProcessFinishedWithError(
         d.describe() + " (pid " + std::to_string(d.proc->pid()) + ") " + status.describe() +
             (before ? " before stop() was called" : "") + "; expected exit codes: " + expected +
-            ", or " + signal_name(d.options.stop_signal) + " sent by stop(). " +
+            ", or " + signal_name(d.options.stop_signal) + ". " +
             last_output(d.proc->output()),
         status.code());
   }

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <string>
 
@@ -49,26 +50,6 @@ std::string read_proc_file(const std::string& path) {
   return data;
 }
 
-// Fields of /proc/PID/stat after the command name, which may contain spaces.
-struct Stat {
-  char state = 0;
-  pid_t ppid = 0;
-  pid_t pgrp = 0;
-};
-
-std::optional<Stat> read_stat(pid_t pid) {
-  std::string data = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
-  auto close_paren = data.rfind(')');
-  if (close_paren == std::string::npos || close_paren + 2 >= data.size()) return std::nullopt;
-  Stat stat;
-  const char* p = data.c_str() + close_paren + 2;
-  stat.state = *p;
-  char* end = nullptr;
-  stat.ppid = static_cast<pid_t>(std::strtol(p + 1, &end, 10));
-  stat.pgrp = static_cast<pid_t>(std::strtol(end, &end, 10));
-  return stat;
-}
-
 bool environ_has(pid_t pid, std::string_view entry) {
   std::string data = read_proc_file("/proc/" + std::to_string(pid) + "/environ");
   std::string_view rest = data;
@@ -82,6 +63,37 @@ bool environ_has(pid_t pid, std::string_view entry) {
 }
 
 }  // namespace
+
+std::optional<ProcStat> proc_stat(pid_t pid) {
+  std::string data = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
+  // The command name may hold spaces and parentheses: fields start after the
+  // last ')'. Then: state (3), ppid, pgrp, session, ..., starttime (22).
+  auto close_paren = data.rfind(')');
+  if (close_paren == std::string::npos || close_paren + 2 >= data.size()) return std::nullopt;
+  ProcStat stat;
+  const char* p = data.c_str() + close_paren + 2;
+  stat.state = *p++;
+  unsigned long long fields[19] = {};  // fields 4 to 22
+  for (auto& field : fields) {
+    char* end = nullptr;
+    field = std::strtoull(p, &end, 10);
+    if (end == p) return std::nullopt;
+    p = end;
+  }
+  stat.ppid = static_cast<pid_t>(fields[0]);
+  stat.pgrp = static_cast<pid_t>(fields[1]);
+  stat.session = static_cast<pid_t>(fields[2]);
+  stat.start = fields[18];
+  return stat;
+}
+
+unsigned long long ticks_now() noexcept {
+  static const long hz = ::sysconf(_SC_CLK_TCK);
+  timespec now{};
+  ::clock_gettime(CLOCK_BOOTTIME, &now);
+  return static_cast<unsigned long long>(now.tv_sec) * static_cast<unsigned long long>(hz) +
+         static_cast<unsigned long long>(now.tv_nsec) / (1'000'000'000ULL / static_cast<unsigned long long>(hz));
+}
 
 PidFd& PidFd::operator=(PidFd&& other) noexcept {
   if (this != &other) {
@@ -217,7 +229,7 @@ std::vector<pid_t> own_children() {
 }
 
 bool is_attributed(pid_t pid, pid_t pgid, std::string_view marker_entry) {
-  auto stat = read_stat(pid);
+  auto stat = proc_stat(pid);
   if (!stat) return false;
   if (stat->pgrp == pgid) return true;
   return environ_has(pid, marker_entry);
@@ -261,13 +273,19 @@ std::vector<pid_t> processes_with_marker(std::string_view variable, std::string_
   return found;
 }
 
+std::string process_name(pid_t pid) {
+  std::string name = read_proc_file("/proc/" + std::to_string(pid) + "/comm");
+  if (!name.empty() && name.back() == '\n') name.pop_back();
+  return name;
+}
+
 pid_t process_group(pid_t pid) {
-  auto stat = read_stat(pid);
+  auto stat = proc_stat(pid);
   return stat ? stat->pgrp : 0;
 }
 
 char process_state(pid_t pid) {
-  auto stat = read_stat(pid);
+  auto stat = proc_stat(pid);
   return stat ? stat->state : 0;
 }
 

@@ -95,6 +95,23 @@ std::string environ_value(pid_t pid, std::string_view variable);
 /// Our own children (all threads), zombies included.
 std::vector<pid_t> own_children();
 
+/// Fields of /proc/PID/stat.
+struct ProcStat {
+  char state = 0;  ///< 'R', 'S', 'Z', ...
+  pid_t ppid = 0;
+  pid_t pgrp = 0;
+  pid_t session = 0;
+  unsigned long long start = 0;  ///< start time, clock ticks since boot
+};
+/// No value when the process is gone.
+std::optional<ProcStat> proc_stat(pid_t pid);
+
+/// Now, in the unit and clock of ProcStat::start (CLOCK_BOOTTIME, clock ticks).
+unsigned long long ticks_now() noexcept;
+
+/// The command name of `pid` (/proc/PID/comm), empty if gone.
+std::string process_name(pid_t pid);
+
 /// Process group of `pid`, 0 if gone.
 pid_t process_group(pid_t pid);
 

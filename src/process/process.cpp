@@ -241,11 +241,6 @@ class Stopper {
   }
 
  private:
-  std::vector<pid_t> adopted() const {
-    std::lock_guard lock(s_.mutex);
-    return s_.adopted;
-  }
-
   void track(pid_t pid, detail::PidFd pidfd) {
     detail::send_signal(pidfd.get(), signal_);
     tracked_.emplace(pid, std::move(pidfd));
@@ -255,8 +250,7 @@ class Stopper {
     // One look at our children serves both: the loop thread adopts the
     // orphans among them (their environment may no longer show the marker)
     // and hands the list back.
-    const auto candidates =
-        children_only_ ? runtime_.adopt_orphans_now(state_) : detail::all_pids();
+    const auto candidates = children_only_ ? runtime_.scan_children_now() : detail::all_pids();
     if (children_only_) last_children_ = candidates;
     for (pid_t pid : detail::attributed_among(candidates, s_.pid, s_.marker_entry)) {
       if (tracked_.count(pid)) continue;
@@ -266,14 +260,10 @@ class Stopper {
       if (!pidfd.valid() || !detail::is_attributed(pid, s_.pid, s_.marker_entry)) continue;
       track(pid, std::move(pidfd));
     }
-    for (pid_t pid : adopted()) {
-      if (tracked_.count(pid)) continue;
-      std::error_code ec;
-      auto pidfd = detail::PidFd::open(pid, ec);
-      if (!pidfd.valid()) continue;
-      const auto again = adopted();  // reaped meanwhile: the pidfd may be a stranger's
-      if (std::find(again.begin(), again.end(), pid) == again.end()) continue;
-      track(pid, std::move(pidfd));
+    // Adopted orphans come with their own pidfd (never a stranger's).
+    for (auto [pid, fd] : runtime_.orphans_of(s_)) {
+      detail::PidFd pidfd(fd);
+      if (!tracked_.count(pid)) track(pid, std::move(pidfd));
     }
   }
 
@@ -297,7 +287,7 @@ class Stopper {
 
   std::vector<int> alive() const {
     std::vector<int> fds;
-    if (!detail::has_exited(s_.pidfd)) fds.push_back(s_.pidfd);
+    if (s_.pidfd >= 0 && !detail::has_exited(s_.pidfd)) fds.push_back(s_.pidfd);
     for (const auto& [pid, pidfd] : tracked_) {
       if (!detail::has_exited(pidfd.get())) fds.push_back(pidfd.get());
     }
@@ -328,6 +318,7 @@ ExitStatus Process::stop(const StopOptions& options) {
     std::lock_guard lock(s.mutex);
     s.exited_before_stop = s.status.has_value();
   }
+  runtime_->begin_stop(s);
   Stopper stopper(*runtime_, state_, options);
   const bool gave_up = stopper.signal_and_wait();
   auto status = stopper.reap(gave_up);

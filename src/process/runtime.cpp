@@ -8,7 +8,11 @@
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <fcntl.h>
+
 #include <cerrno>
+#include <cstring>
 #include <future>
 #include <limits>
 #include <random>
@@ -37,16 +41,21 @@ class Watch : public std::enable_shared_from_this<Watch> {
  public:
   Watch(RuntimeImpl& runtime, asio::io_context& io, std::shared_ptr<ProcessState> state, int pidfd,
         int out, int err)
-      : runtime_(runtime),
-        state_(std::move(state)),
-        pidfd_(io, pidfd),
-        out_(io, out),
-        err_(io, err) {}
+      : runtime_(runtime), state_(std::move(state)), pidfd_(io), out_(io, out), err_(io, err) {
+    if (pidfd >= 0) pidfd_.assign(pidfd);
+  }
 
   void start() {
     read(Stream::out);
     read(Stream::err);
-    wait_exit();
+    if (pidfd_.is_open()) {
+      wait_exit();
+    } else {
+      // Reaped by someone else before a pidfd could hold it (SIGCHLD
+      // ignored, a waitpid(-1) loop): it has exited, and what it wrote is in
+      // the pipes already.
+      on_exit(ChildPeek{ChildState::not_ours});
+    }
   }
 
   // Reads what is left without waiting, then closes everything.
@@ -142,7 +151,7 @@ class Watch : public std::enable_shared_from_this<Watch> {
     // every exit it sees, so none is missed.
     if (runtime_.subreaper()) {
       try {
-        runtime_.adopt_orphans(state);
+        runtime_.scan_children();
       } catch (const std::exception& e) {
         // The exit is published regardless: waiters must not hang. stop()
         // looks for the orphans again.
@@ -191,13 +200,12 @@ std::string random_hex() {
 
 }  // namespace
 
-// An orphan of a supervised process, re-parented to us: reaped when it exits,
-// and its own orphans adopted in turn.
+// An orphan re-parented to us (the subreaper): watched through its pidfd,
+// reaped when it exits (and its own orphans looked for then).
 class Adoptee : public std::enable_shared_from_this<Adoptee> {
  public:
-  Adoptee(RuntimeImpl& runtime, asio::io_context& io, pid_t pid, int pidfd,
-          std::weak_ptr<ProcessState> owner)
-      : runtime_(runtime), pid_(pid), pidfd_(io, pidfd), owner_(std::move(owner)) {}
+  Adoptee(RuntimeImpl& runtime, asio::io_context& io, pid_t pid, int pidfd)
+      : runtime_(runtime), pid_(pid), pidfd_(io, pidfd) {}
 
   void start() {
     pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
@@ -212,10 +220,6 @@ class Adoptee : public std::enable_shared_from_this<Adoptee> {
                       });
   }
   pid_t pid() const { return pid_; }
-  bool owned_by(const ProcessState* state) const {
-    auto owner = owner_.lock();
-    return !owner || owner.get() == state;
-  }
   // Reaps and closes now if it has exited (the exit handler then finds the
   // descriptor closed). Returns whether it did.
   bool finish_if_exited() {
@@ -232,8 +236,19 @@ class Adoptee : public std::enable_shared_from_this<Adoptee> {
   RuntimeImpl& runtime_;
   pid_t pid_;
   asio::posix::stream_descriptor pidfd_;
-  std::weak_ptr<ProcessState> owner_;
 };
+
+// One spawned process, for attributing orphans by start time.
+struct RunRecord {
+  std::weak_ptr<ProcessState> state;
+  pid_t leader = 0;
+  unsigned long long start = 0;              // clock ticks since boot
+  std::optional<unsigned long long> end;     // when its stop() completed
+};
+
+// How often the loop looks for orphans while anything of ours runs: a daemon
+// re-parented without any exit of ours is guarded within this time.
+constexpr auto kScanInterval = std::chrono::milliseconds(50);
 
 struct RuntimeImpl::Loop {
   asio::io_context io{1};
@@ -247,6 +262,9 @@ struct RuntimeImpl::Loop {
   // RuntimeImpl::seen_mutex_ (stop() reads it from other threads).
   std::unordered_set<pid_t> seen_children;
   std::unordered_map<pid_t, std::shared_ptr<Adoptee>> adoptees;  // loop thread only
+  std::vector<RunRecord> runs;                                    // loop thread only
+  asio::steady_timer scan_timer{io};
+  bool scan_armed = false;  // loop thread only
   // Creates the reactor (epoll, eventfd, timerfd) now rather than at the first
   // spawn, so the runtime's descriptors exist from its construction on.
   asio::posix::stream_descriptor reactor_warmup{io};
@@ -307,16 +325,21 @@ std::shared_ptr<ProcessState> RuntimeImpl::spawn(const Command& command, Process
   std::vector<std::string> environment = command.environment(environ);
   const std::string prefix = std::string(Runtime::marker_variable) + "=";
   std::erase_if(environment, [&](const std::string& e) { return e.rfind(prefix, 0) == 0; });
-  environment.push_back(prefix);  // completed on the loop thread with the serial
+  // First, so that a reader of a huge environment (the watchdog) finds it in
+  // the first bytes; completed on the loop thread with the serial.
+  environment.insert(environment.begin(), prefix);
 
   loop_->run(on_loop_thread(), [&] {
     state->marker = marker_ + "/" + std::to_string(++loop_->serial);
     state->marker_entry = prefix + state->marker;
-    environment.back() = state->marker_entry;
+    environment.front() = state->marker_entry;
     SpawnedChild child = spawn_child(command, environment);
     std::error_code ec;
     PidFd pidfd = PidFd::open(child.pid, ec);
-    if (!pidfd.valid()) {
+    // No such process: it exited and somebody reaped it already (the kernel,
+    // when SIGCHLD is ignored, or a waitpid(-1) loop). Its pid is not ours any
+    // more: it is published as reaped elsewhere, and never signalled.
+    if (!pidfd.valid() && ec != std::errc::no_such_process) {
       ::kill(child.pid, SIGKILL);
       reap(child.pid, true);
       ::close(child.stdout_fd);
@@ -324,7 +347,7 @@ std::shared_ptr<ProcessState> RuntimeImpl::spawn(const Command& command, Process
       throw Error("roadie needs pidfd_open (Linux 5.3 or later): " + ec.message());
     }
     state->pid = child.pid;
-    state->pidfd = pidfd.get();
+    state->pidfd = pidfd.get();  // -1 when already reaped elsewhere
     auto watch = std::make_shared<Watch>(*this, loop_->io, state, pidfd.release(), child.stdout_fd,
                                          child.stderr_fd);
     loop_->watches.emplace(state.get(), watch);
@@ -333,8 +356,16 @@ std::shared_ptr<ProcessState> RuntimeImpl::spawn(const Command& command, Process
       std::lock_guard lock(seen_mutex_);
       loop_->seen_children.insert(child.pid);
     }
-    if (watchdog_) watchdog_->guard(child.pid);
+    if (watchdog_ && state->pidfd >= 0) watchdog_->guard(child.pid);
+    RunRecord run;
+    run.state = state;
+    run.leader = child.pid;
+    if (state->pidfd >= 0) {
+      if (auto stat = proc_stat(child.pid)) run.start = stat->start;
+    }
+    loop_->runs.push_back(std::move(run));
     watch->start();
+    arm_scan();
   });
   return state;
 }
@@ -351,24 +382,53 @@ void RuntimeImpl::release(const std::shared_ptr<ProcessState>& state) {
       loop_->seen_children.erase(state->pid);
     }
     if (watchdog_) watchdog_->forget(state->pid);
+    for (auto& run : loop_->runs) {
+      if (run.state.lock() == state) run.end = ticks_now();
+    }
+    // Ended runs are kept while an orphan might still name them; a bounded
+    // history otherwise.
+    if (loop_->runs.size() > 4096) {
+      std::erase_if(loop_->runs, [](const RunRecord& r) { return r.end.has_value(); });
+    }
     // Its adopted orphans that stop() ended: reaped and closed now, so no
     // descriptor outlives stop().
-    for (auto a = loop_->adoptees.begin(); a != loop_->adoptees.end();) {
-      if (a->second->owned_by(state.get()) && a->second->finish_if_exited()) {
-        {
-          std::lock_guard lock(seen_mutex_);
-          loop_->seen_children.erase(a->first);
-        }
-        if (watchdog_) watchdog_->forget(a->first);
-        a = loop_->adoptees.erase(a);
-      } else {
-        ++a;
+    std::vector<pid_t> ended;
+    {
+      std::lock_guard lock(orphans_mutex_);
+      for (const auto& [pid, orphan] : orphans_) {
+        if (belongs(orphan, *state)) ended.push_back(pid);
       }
+    }
+    for (pid_t pid : ended) {
+      auto a = loop_->adoptees.find(pid);
+      if (a == loop_->adoptees.end() || !a->second->finish_if_exited()) continue;
+      {
+        std::lock_guard lock(orphans_mutex_);
+        orphans_.erase(pid);
+      }
+      forget_adoptee(pid);
     }
   });
 }
 
-std::vector<pid_t> RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState>& owner) {
+void RuntimeImpl::arm_scan() {
+  if (loop_->scan_armed || !subreaper_) return;
+  loop_->scan_armed = true;
+  loop_->scan_timer.expires_after(kScanInterval);
+  loop_->scan_timer.async_wait([this, loop = loop_.get()](std::error_code ec) {
+    loop->scan_armed = false;
+    if (ec || loop->orphaned) return;
+    if (loop->watches.empty() && loop->adoptees.empty()) return;  // nothing can orphan
+    try {
+      scan_children();
+    } catch (const std::exception& e) {
+      log().error("looking for orphans: {}", e.what());
+    }
+    arm_scan();
+  });
+}
+
+std::vector<pid_t> RuntimeImpl::scan_children() {
   const pid_t our_group = ::getpgrp();
   const auto children = own_children();
   // Forget children that are gone, so that a recycled pid is looked at again.
@@ -384,35 +444,87 @@ std::vector<pid_t> RuntimeImpl::adopt_orphans(const std::shared_ptr<ProcessState
     if (loop_->seen_children.count(child)) continue;
     if (loop_->leaders.count(child)) continue;
     if (is_watchdog(child)) continue;  // ours, or another runtime's
-    // A process of ours (of any runtime here), or another one's descendant
-    // that kept its marker: left for that process's own exit (or stop()).
-    std::string marker = environ_value(child, Runtime::marker_variable);
-    if (marker.rfind(this_process, 0) == 0 && marker != owner->marker) continue;
     {
       std::lock_guard lock(seen_mutex_);
       loop_->seen_children.insert(child);
     }
+    const auto stat = proc_stat(child);
+    if (!stat) continue;  // gone already (and reaped by the kernel? not ours)
     // The test binary's own children (std::system, popen...) stay in its group.
-    if (process_group(child) == our_group) continue;
+    if (stat->pgrp == our_group) continue;
+    std::vector<std::weak_ptr<ProcessState>> candidates = attribute(child, *stat, this_process);
+    if (candidates.empty()) continue;  // no service could have started it
     std::error_code ec;
     PidFd pidfd = PidFd::open(child, ec);
-    if (!pidfd.valid()) continue;
-    auto adoptee = std::make_shared<Adoptee>(*this, loop_->io, child, pidfd.get(), owner);
+    if (!pidfd.valid()) {
+      if (ec != std::errc::no_such_process) {
+        log().error("pid {}: an orphan of a service cannot be watched: {}", child, ec.message());
+      }
+      continue;
+    }
+    if (candidates.size() > 1) {
+      std::string names;
+      for (const auto& c : candidates) {
+        if (auto state = c.lock()) names += (names.empty() ? "" : ", ") + state->name;
+      }
+      log().warn(
+          "pid {} ({}) was re-parented to roadie but cannot be attributed to one service (it "
+          "started while {} were running); it is guarded, and stopped with the last of them",
+          child, process_name(child), names);
+    }
+    auto adoptee = std::make_shared<Adoptee>(*this, loop_->io, child, pidfd.get());
+    {
+      std::lock_guard lock(orphans_mutex_);
+      orphans_[child] = Orphan{pidfd.get(), std::move(candidates)};
+    }
     (void)pidfd.release();  // the adoptee owns it now
     loop_->adoptees.emplace(child, adoptee);
     if (watchdog_) watchdog_->guard(child);
-    {
-      std::lock_guard lock(owner->mutex);
-      owner->adopted.push_back(child);
-    }
     adoptee->start();
   }
   return children;
 }
 
-std::vector<pid_t> RuntimeImpl::adopt_orphans_now(const std::shared_ptr<ProcessState>& owner) {
+std::vector<std::weak_ptr<ProcessState>> RuntimeImpl::attribute(pid_t child, const ProcStat& stat,
+                                                                const std::string& this_process) {
+  // 1. Its marker names the process it descends from (unless it hid it).
+  const std::string marker = environ_value(child, Runtime::marker_variable);
+  if (marker.rfind(this_process, 0) == 0) {
+    for (const auto& run : loop_->runs) {
+      auto state = run.state.lock();
+      if (state && state->marker == marker) return {run.state};
+    }
+    return {};  // another runtime's: that runtime's stop() finds it by marker
+  }
+  // 2. A member of a service's process group (its leader, our unreaped child,
+  //    reserves the id), or of the group or session of an orphan already
+  //    attributed (a double fork's grandchild).
+  for (const auto& run : loop_->runs) {
+    if (!run.end && run.leader == stat.pgrp) return {run.state};
+  }
+  {
+    std::lock_guard lock(orphans_mutex_);
+    for (pid_t link : {stat.pgrp, stat.session}) {
+      auto it = orphans_.find(link);
+      if (it != orphans_.end()) return it->second.candidates;
+    }
+  }
+  // 3. By start time: the services running when it started. None: the test
+  //    binary's own child (it left its group). One: that service. More: it
+  //    cannot be told apart; the last of them to stop ends it.
+  std::vector<std::weak_ptr<ProcessState>> candidates;
+  for (const auto& run : loop_->runs) {
+    if (run.start > stat.start) continue;
+    if (run.end && *run.end < stat.start) continue;
+    if (run.state.expired()) continue;
+    candidates.push_back(run.state);
+  }
+  return candidates;
+}
+
+std::vector<pid_t> RuntimeImpl::scan_children_now() {
   // Orphans can only be among children not looked at yet: when every child
-  // has been, adopting would do nothing, and the hop to the loop thread (two
+  // has been, a look would do nothing, and the hop to the loop thread (two
   // thread wake-ups, costly on a VM) is saved.
   if (!on_loop_thread()) {
     auto children = own_children();
@@ -422,7 +534,40 @@ std::vector<pid_t> RuntimeImpl::adopt_orphans_now(const std::shared_ptr<ProcessS
       return children;
     }
   }
-  return loop_->run(on_loop_thread(), [&] { return adopt_orphans(owner); });
+  return loop_->run(on_loop_thread(), [&] { return scan_children(); });
+}
+
+void RuntimeImpl::begin_stop(const ProcessState& state) {
+  std::lock_guard lock(orphans_mutex_);
+  const_cast<ProcessState&>(state).stop_begun = true;
+}
+
+bool RuntimeImpl::belongs(const Orphan& orphan, const ProcessState& state) {
+  bool named = false;
+  for (const auto& candidate : orphan.candidates) {
+    auto other = candidate.lock();
+    if (other.get() == &state) {
+      named = true;
+    } else if (other && !other->stop_begun) {
+      return false;  // another service that may own it still runs
+    }
+  }
+  return named;
+}
+
+std::vector<std::pair<pid_t, int>> RuntimeImpl::orphans_of(const ProcessState& state) {
+  std::vector<std::pair<pid_t, int>> result;
+  std::lock_guard lock(orphans_mutex_);
+  for (const auto& [pid, orphan] : orphans_) {
+    if (!belongs(orphan, state)) continue;
+    const int fd = ::fcntl(orphan.pidfd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+      throw Error("pid " + std::to_string(pid) + " (an orphan of " + state.name +
+                  "): cannot hold it to stop it: " + std::strerror(errno));
+    }
+    result.emplace_back(pid, fd);
+  }
+  return result;
 }
 
 void RuntimeImpl::forget_adoptee(pid_t pid) {
@@ -439,18 +584,19 @@ pid_t RuntimeImpl::watchdog_pid() const noexcept {
 }
 
 void Adoptee::on_exit() {
-  // Forget it before reaping: once reaped, its pid may be a stranger's, and
-  // stop() must no longer find it among the adopted.
-  auto owner = owner_.lock();
-  if (owner) {
-    std::lock_guard lock(owner->mutex);
-    std::erase(owner->adopted, pid_);
-  }
-  // Ours to reap: it was re-parented to us and attributed to `owner_`.
+  // Out of the table before it is reaped: once reaped, its pid may be a
+  // stranger's, and stop() must no longer find it.
+  runtime_.drop_orphan(pid_);
+  // Ours to reap: it was re-parented to us.
   reap_pidfd(pidfd_.native_handle());
   auto self = shared_from_this();  // keep alive while the table lets go
   runtime_.forget_adoptee(pid_);
-  if (owner) runtime_.adopt_orphans(owner);
+  runtime_.scan_children();  // its own children are orphans now
+}
+
+void RuntimeImpl::drop_orphan(pid_t pid) {
+  std::lock_guard lock(orphans_mutex_);
+  orphans_.erase(pid);
 }
 
 bool ProcessState::publish_exit(ExitStatus s) {

@@ -12,10 +12,13 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "roadie/process.hpp"
 #include "roadie/runtime.hpp"
+#include "linux.hpp"
 #include "watchdog.hpp"
 
 namespace roadie::detail {
@@ -52,10 +55,9 @@ struct ProcessState {
   std::atomic<bool> kill_signal_sent{false};  // stop()'s escalation or kill() sent it
   std::chrono::steady_clock::time_point exit_seen;
   std::list<std::shared_ptr<ExitCallback>> exit_callbacks;
-  // Orphans re-parented to us (the subreaper) when this process or one of its
-  // adopted descendants exited: found at that exit event, so they are known
-  // even when they cleared or overwrote their environment (setproctitle).
-  std::vector<pid_t> adopted;
+  // Guarded by RuntimeImpl::orphans_mutex_: stop() has begun (an orphan
+  // shared with other services goes to the last of them to stop).
+  bool stop_begun = false;
   Subscription line_subscription;  // ProcessOptions::on_line
   std::recursive_mutex dispatch;   // held while exit callbacks run
 
@@ -88,26 +90,53 @@ class RuntimeImpl {
   pid_t watchdog_pid() const noexcept;
   bool subreaper() const noexcept { return subreaper_; }
 
-  /// Called on the loop thread when `owner` or one of its adopted descendants
-  /// exited: our children that appeared since the last look, that roadie did
-  /// not spawn and that left our process group are the owner's orphans.
-  /// Returns the children it looked at.
-  std::vector<pid_t> adopt_orphans(const std::shared_ptr<ProcessState>& owner);
-  /// adopt_orphans() on the loop thread, from any thread; returns when done,
+  /// Looks at our children (loop thread): every child roadie did not spawn
+  /// and has not looked at yet is an orphan re-parented to us (the
+  /// subreaper), unless it is the test binary's own. Each orphan is
+  /// attributed (see ARCHITECTURE.md, "Orphans"), watched through a pidfd,
+  /// guarded by the watchdog and reaped when it exits. Runs at every exit of
+  /// a supervised or adopted process, every 50 ms while anything runs, and on
+  /// demand. Returns the children it looked at.
+  std::vector<pid_t> scan_children();
+  /// scan_children() on the loop thread, from any thread; returns when done,
   /// with the children it looked at (one look serves the caller too).
-  /// stop() calls it after seeing an exit: orphans are re-parented before the
-  /// exit becomes visible, so none can be missed.
-  std::vector<pid_t> adopt_orphans_now(const std::shared_ptr<ProcessState>& owner);
+  std::vector<pid_t> scan_children_now();
   /// Drops an adopted orphan that exited and was reaped (loop thread).
   void forget_adoptee(pid_t pid);
 
+  /// stop() of `state` has begun: orphans it shares with other services go to
+  /// the last of them to stop.
+  void begin_stop(const ProcessState& state);
+  /// The adopted orphans that stop() of `state` must end, each with its own
+  /// pidfd (a duplicate: valid even after the orphan is reaped, and never a
+  /// stranger's).
+  std::vector<std::pair<pid_t, int>> orphans_of(const ProcessState& state);
+
+  /// The adoption table, under orphans_mutex_: an orphan's pidfd (owned by
+  /// its watcher, valid while the entry exists) and the services it may
+  /// belong to (one when attributed).
+  struct Orphan {
+    int pidfd = -1;
+    std::vector<std::weak_ptr<ProcessState>> candidates;
+  };
+  /// True when `state` is the one to end `orphan`: its only candidate, or
+  /// among its candidates with every other one gone or stopping.
+  static bool belongs(const Orphan& orphan, const ProcessState& state);
+  /// Takes an orphan out of the table (before it is reaped).
+  void drop_orphan(pid_t pid);
+
  private:
   struct Loop;
+  void arm_scan();
+  std::vector<std::weak_ptr<ProcessState>> attribute(pid_t child, const ProcStat& stat,
+                                                     const std::string& this_process);
   std::unique_ptr<Loop> loop_;
   std::thread::id loop_thread_id_;
   std::string marker_;
   bool subreaper_ = false;
   std::mutex seen_mutex_;  // guards Loop::seen_children against readers off the loop
+  std::mutex orphans_mutex_;
+  std::unordered_map<pid_t, Orphan> orphans_;  // guarded by orphans_mutex_
   // Declared after loop_: destroyed first, once the loop thread has ended.
   std::unique_ptr<Watchdog> watchdog_;
 };
