@@ -452,14 +452,17 @@ TEST_F(ProcessTest, EachChildsOutputIsCompleteAndItsOwnUnderConcurrentSpawns) {
   constexpr int kRounds = 25;
   std::mutex mutex;
   std::vector<std::string> problems;
+  std::atomic<int> problem_count{0};
   auto report = [&](std::string problem) {
     std::lock_guard lock(mutex);
     problems.push_back(std::move(problem));
+    ++problem_count;
   };
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
-      for (int round = 0; round < kRounds; ++round) {
+      // Ten problems are enough to tell (and keep a hanging library's failure short).
+      for (int round = 0; round < kRounds && problem_count < 10; ++round) {
         const std::string token = "t" + std::to_string(t) + "r" + std::to_string(round);
         // Mostly small writes (the exit races the only read), and every
         // third one more than a pipe's 64 KiB.
@@ -479,8 +482,7 @@ TEST_F(ProcessTest, EachChildsOutputIsCompleteAndItsOwnUnderConcurrentSpawns) {
     });
   }
   for (auto& thread : threads) thread.join();
-  EXPECT_THAT(problems, ::testing::IsEmpty())
-      << problems.size() << " of " << kThreads * kRounds << " children";
+  EXPECT_THAT(problems, ::testing::IsEmpty()) << "(stops at 10 problems)";
 }
 
 namespace {
@@ -539,7 +541,8 @@ TEST_F(ProcessTest, ExitIsPublishedWhenSigchldIsIgnored) {
   }
   // Exiting by itself at once (the kernel may reap it before roadie looks).
   std::vector<std::string> problems;
-  for (int round = 0; round < 20; ++round) {
+  // Three problems are enough to tell (and keep a hanging library's failure short).
+  for (int round = 0; round < 20 && problems.size() < 3; ++round) {
     auto problem = run_reaped_elsewhere("r" + std::to_string(round), [](pid_t pid) {
       return !roadie::testing::exists(pid);  // no zombie: the kernel reaped it
     });
@@ -587,7 +590,8 @@ TEST_F(ProcessTest, ExitIsPublishedWhenAnotherThreadReapsEveryChild) {
     }
   } reaper;
   std::vector<std::string> problems;
-  for (int round = 0; round < 20; ++round) {
+  // Three problems are enough to tell (and keep a hanging library's failure short).
+  for (int round = 0; round < 20 && problems.size() < 3; ++round) {
     auto problem = run_reaped_elsewhere("r" + std::to_string(round),
                                         [&](pid_t pid) { return reaper.wait_reaped(pid); });
     if (!problem.empty()) problems.push_back(problem);
