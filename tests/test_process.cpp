@@ -448,8 +448,8 @@ TEST_F(ProcessTest, EachChildsOutputIsCompleteAndItsOwnUnderConcurrentSpawns) {
   // child) and exit at once, so exits, reads and new pidfds and pipes
   // interleave on the loop thread. When wait() returns, each child's output
   // must hold all it wrote and nothing another child wrote.
-  constexpr int kThreads = 4;
-  constexpr int kRounds = 25;
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 50;
   std::mutex mutex;
   std::vector<std::string> problems;
   std::atomic<int> problem_count{0};
