@@ -59,7 +59,8 @@ constexpr auto kEventDelay = std::chrono::milliseconds(600);
 
 void expect_seen_soon(const Executor& e, const std::string& stamped, long long returned_ns) {
   const long long lag = readiness_lag_ns(e, stamped, returned_ns);
-  ASSERT_GE(lag, 0) << "no stamp /" << stamped << "/ in the output, or start() returned before it:\n"
+  ASSERT_GE(lag, 0) << "no stamp /" << stamped
+                    << "/ in the output, or start() returned before it:\n"
                     << e.output().excerpt(20);
   EXPECT_LT(lag, roadie::scaled(100ms).count())
       << "start() returned " << double(lag) / 1e6 << " ms after the child's event";
@@ -700,8 +701,8 @@ TEST_F(ExecutorTest, HttpReadinessIsSeenSoonAfterTheServerListens) {
 }
 
 TEST_F(ExecutorTest, BannerIsSeenSoonAfterItIsWritten) {
-  OutputExecutor e(Command{child("child_banner"), "--delay-ms",
-                           std::to_string(kEventDelay.count()), "--text", "up", "--stamp"},
+  OutputExecutor e(Command{child("child_banner"), "--delay-ms", std::to_string(kEventDelay.count()),
+                           "--text", "up", "--stamp"},
                    "^up at", with_timeout(30s));
   e.start();
   const long long returned = roadie::testing::monotonic_ns();

@@ -1,8 +1,8 @@
 // The process layer against real child programs (tests/resources). Every test
 // derives from NoLeaks: it fails if a process, zombie or descriptor remains.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -20,9 +20,9 @@
 #include <set>
 #include <thread>
 
+#include "process/linux.hpp"
 #include "roadie/clock.hpp"
 #include "roadie/error.hpp"
-#include "process/linux.hpp"
 #include "roadie/process.hpp"
 #include "roadie/runtime.hpp"
 #include "test_support.hpp"
@@ -695,7 +695,7 @@ void expect_watchdog_ends_the_daemon(const std::map<std::string, std::string>& e
   EXPECT_FALSE(roadie::testing::exists(daemon)) << "the daemon outlived the killed test binary";
   EXPECT_TRUE(
       p.output().wait_for(std::string("^roadie watchdog: process " + std::to_string(p.pid()) +
-                                     " ended without stopping its services; killed"),
+                                      " ended without stopping its services; killed"),
                           roadie::scaled(5s)))
       << p.output().excerpt(40);
   p.kill();  // reaps the helper and its exited watchdog
