@@ -216,7 +216,11 @@ struct Executor::Impl final : ready::ProbeContext {
     for (int fd : probe->wake_fds()) polls.push_back({fd, POLLIN, 0});
     std::chrono::microseconds interval(1000);
     for (;;) {
-      if (probe->attempt(deadline)) return;
+      // A check that passes only after the process exited does not make it
+      // ready (a daemonizing leader whose daemon wrote the pid file), unless
+      // the probe saw its event while the process ran.
+      const bool exited_before = proc->exit_status().has_value();
+      if (probe->attempt(deadline) && (!exited_before || probe->seen_before_exit())) return;
       if (auto status = proc->exit_status()) {
         auto failure = probe->last_failure();
         probe.reset();

@@ -95,6 +95,10 @@ class Process {
   ExitStatus stop(const StopOptions& options);
   /// stop() with the kill signal at once.
   ExitStatus kill();
+  /// The position in output() where the exit was published: every line with
+  /// a smaller `seq` was written while the process ran (its last lines are
+  /// drained before its exit is announced). The maximum while it runs.
+  std::uint64_t exit_seq() const;
   /// True when the process had already exited when stop() (or kill()) was
   /// first called: nothing roadie sent ended it.
   bool exited_before_stop() const;

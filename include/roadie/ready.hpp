@@ -71,6 +71,11 @@ class Probe {
   virtual std::chrono::microseconds max_interval() const { return std::chrono::milliseconds(2); }
   /// What the last failed attempt saw ("connection refused"), for messages.
   virtual std::string last_failure() const { return {}; }
+  /// When an attempt succeeds only after the process exited, whether the
+  /// event it found happened while the process still ran (a banner printed
+  /// just before a one-shot command exits). By default it is taken as after
+  /// the exit: the service was never ready while it ran.
+  virtual bool seen_before_exit() const { return false; }
 };
 
 /// A readiness condition. Implement it to add a kind of check.

@@ -3,122 +3,107 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
-#include <fstream>
 #include <string>
-
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
 
 namespace roadie::detail {
 
 namespace {
 
-// Direct system calls: glibc 2.36's <sys/pidfd.h> lacks C linkage for C++.
-int sys_pidfd_open(pid_t pid, unsigned flags) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, flags));
-}
-int sys_pidfd_send_signal(int pidfd, int sig) {
-  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+[[noreturn]] void throw_shortage(int error, const std::string& what) {
+  throw std::system_error(error, std::system_category(), what);
 }
 
-// Reads a small /proc file whole; empty if it cannot be read.
-std::string read_proc_file(const std::string& path) {
-  std::string data;
+// Reads a /proc file whole. No value when the process (or the file) is gone;
+// a shortage of descriptors or memory is thrown, never taken for "gone".
+std::optional<std::string> read_proc_file(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return data;
+  if (fd < 0) {
+    if (is_resource_shortage(errno)) throw_shortage(errno, "cannot read " + path);
+    return std::nullopt;
+  }
+  UniqueFd owned(fd);
+  std::string data;
   char buf[4096];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n > 0) {
       data.append(buf, static_cast<std::size_t>(n));
-    } else if (n == 0 || errno != EINTR) {
-      break;
+    } else if (n == 0) {
+      return data;
+    } else if (errno != EINTR) {
+      if (is_resource_shortage(errno)) throw_shortage(errno, "cannot read " + path);
+      return data.empty() ? std::nullopt : std::optional<std::string>(std::move(data));
     }
   }
-  ::close(fd);
-  return data;
 }
 
-bool environ_has(pid_t pid, std::string_view entry) {
-  std::string data = read_proc_file("/proc/" + std::to_string(pid) + "/environ");
-  std::string_view rest = data;
-  while (!rest.empty()) {
-    auto nul = rest.find('\0');
-    if (rest.substr(0, nul) == entry) return true;
-    if (nul == std::string_view::npos) break;
-    rest.remove_prefix(nul + 1);
+std::string proc_path(pid_t pid, const char* file) {
+  return "/proc/" + std::to_string(pid) + "/" + file;
+}
+
+// The all-digit names of a /proc directory.
+std::vector<pid_t> numeric_entries(const char* path) {
+  std::vector<pid_t> numbers;
+  DIR* dir = ::opendir(path);
+  if (dir == nullptr) {
+    if (is_resource_shortage(errno)) throw_shortage(errno, std::string("cannot list ") + path);
+    return numbers;
   }
-  return false;
+  while (dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    long n = std::strtol(e->d_name, &end, 10);
+    if (*end == '\0' && n > 0) numbers.push_back(static_cast<pid_t>(n));
+  }
+  ::closedir(dir);
+  return numbers;
 }
 
 }  // namespace
 
-std::optional<ProcStat> proc_stat(pid_t pid) {
-  std::string data = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
-  // The command name may hold spaces and parentheses: fields start after the
-  // last ')'. Then: state (3), ppid, pgrp, session, ..., starttime (22).
-  auto close_paren = data.rfind(')');
-  if (close_paren == std::string::npos || close_paren + 2 >= data.size()) return std::nullopt;
-  ProcStat stat;
-  const char* p = data.c_str() + close_paren + 2;
-  stat.state = *p++;
-  unsigned long long fields[19] = {};  // fields 4 to 22
-  for (auto& field : fields) {
-    char* end = nullptr;
-    field = std::strtoull(p, &end, 10);
-    if (end == p) return std::nullopt;
-    p = end;
-  }
-  stat.ppid = static_cast<pid_t>(fields[0]);
-  stat.pgrp = static_cast<pid_t>(fields[1]);
-  stat.session = static_cast<pid_t>(fields[2]);
-  stat.start = fields[18];
-  return stat;
-}
-
-unsigned long long ticks_now() noexcept {
-  static const long hz = ::sysconf(_SC_CLK_TCK);
-  timespec now{};
-  ::clock_gettime(CLOCK_BOOTTIME, &now);
-  return static_cast<unsigned long long>(now.tv_sec) * static_cast<unsigned long long>(hz) +
-         static_cast<unsigned long long>(now.tv_nsec) / (1'000'000'000ULL / static_cast<unsigned long long>(hz));
-}
-
-PidFd& PidFd::operator=(PidFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-  }
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) reset(other.release());
   return *this;
 }
 
-PidFd::~PidFd() {
+void UniqueFd::reset(int fd) noexcept {
   if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
 }
 
-PidFd PidFd::open(pid_t pid, std::error_code& ec) noexcept {
-  int fd = sys_pidfd_open(pid, 0);
+bool is_resource_shortage(int error) noexcept {
+  return error == EMFILE || error == ENFILE || error == ENOMEM || error == ENOBUFS;
+}
+
+UniqueFd open_pidfd(pid_t pid, std::error_code& ec) noexcept {
+  // Direct system call: glibc 2.36's <sys/pidfd.h> lacks C linkage for C++.
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U));
   if (fd < 0) {
     ec = std::error_code(errno, std::system_category());
-    return PidFd();
+    return UniqueFd();
   }
   ec.clear();
-  return PidFd(fd);
+  return UniqueFd(fd);
+}
+
+int waitid_retry(idtype_t type, id_t id, siginfo_t& info, int flags) noexcept {
+  info = siginfo_t{};
+  while (::waitid(type, id, &info, flags) != 0) {
+    if (errno != EINTR) return errno;
+  }
+  return 0;
 }
 
 std::error_code send_signal(int pidfd, int signal) noexcept {
-  if (sys_pidfd_send_signal(pidfd, signal) == 0) return {};
+  if (::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0U) == 0) return {};
   return std::error_code(errno, std::system_category());
 }
 
@@ -154,10 +139,10 @@ std::optional<ExitStatus> to_status(const siginfo_t& info) {
 }  // namespace
 
 ChildPeek peek_child(int pidfd) noexcept {
-  siginfo_t info{};
-  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
-                  WEXITED | WNOWAIT | WNOHANG) != 0) {
-    if (errno != EINTR) return {ChildState::not_ours};
+  siginfo_t info;
+  if (waitid_retry(kPidFdIdType, static_cast<id_t>(pidfd), info, WEXITED | WNOWAIT | WNOHANG) !=
+      0) {
+    return {ChildState::not_ours};
   }
   auto status = to_status(info);
   if (!status) return {ChildState::running};
@@ -165,64 +150,121 @@ ChildPeek peek_child(int pidfd) noexcept {
 }
 
 std::optional<ExitStatus> reap_pidfd(int pidfd, bool block) noexcept {
-  siginfo_t info{};
-  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
-                  WEXITED | (block ? 0 : WNOHANG)) != 0) {
-    if (errno != EINTR) return std::nullopt;
+  siginfo_t info;
+  if (waitid_retry(kPidFdIdType, static_cast<id_t>(pidfd), info, WEXITED | (block ? 0 : WNOHANG)) !=
+      0) {
+    return std::nullopt;
   }
   return to_status(info);
 }
 
 std::optional<ExitStatus> reap(pid_t pid, bool block) noexcept {
-  siginfo_t info{};
-  while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | (block ? 0 : WNOHANG)) != 0) {
-    if (errno != EINTR) return std::nullopt;
+  siginfo_t info;
+  if (waitid_retry(P_PID, static_cast<id_t>(pid), info, WEXITED | (block ? 0 : WNOHANG)) != 0) {
+    return std::nullopt;
   }
   return to_status(info);
 }
 
-std::string environ_value(pid_t pid, std::string_view variable) {
-  std::string data = read_proc_file("/proc/" + std::to_string(pid) + "/environ");
-  std::string prefix = std::string(variable) + "=";
-  std::string_view rest = data;
-  while (!rest.empty()) {
-    auto nul = rest.find('\0');
-    auto entry = rest.substr(0, nul);
-    if (entry.substr(0, prefix.size()) == prefix) return std::string(entry.substr(prefix.size()));
-    if (nul == std::string_view::npos) break;
-    rest.remove_prefix(nul + 1);
+bool parse_stat(const char* data, std::size_t size, ProcStat& stat) noexcept {
+  // The command name may hold spaces and parentheses: fields start after the
+  // last ')'. Then: state (3), ppid (4), pgrp (5), session (6), ..., starttime (22).
+  std::size_t at = size;
+  while (at > 0 && data[at - 1] != ')') --at;
+  if (at == 0) return false;
+  int field = 2;
+  unsigned long long value = 0;
+  bool in_field = false;
+  for (std::size_t i = at; i < size; ++i) {
+    const char c = data[i];
+    if (c == ' ' || c == '\n') {
+      if (in_field) {
+        switch (field) {
+          case 4: stat.ppid = static_cast<pid_t>(value); break;
+          case 5: stat.pgrp = static_cast<pid_t>(value); break;
+          case 6: stat.session = static_cast<pid_t>(value); break;
+          case 22: stat.start = value; return true;
+          default: break;
+        }
+      }
+      in_field = false;
+      continue;
+    }
+    if (!in_field) {
+      in_field = true;
+      ++field;
+      value = 0;
+      if (field == 3) stat.state = c;
+    }
+    if (c >= '0' && c <= '9') value = value * 10 + static_cast<unsigned long long>(c - '0');
   }
-  return {};
+  return false;
+}
+
+std::optional<ProcStat> proc_stat(pid_t pid) {
+  auto data = read_proc_file(proc_path(pid, "stat"));
+  ProcStat stat;
+  if (!data || !parse_stat(data->data(), data->size(), stat)) return std::nullopt;
+  return stat;
+}
+
+unsigned long long ticks_now() noexcept {
+  static const auto hz = static_cast<unsigned long long>(::sysconf(_SC_CLK_TCK));
+  timespec now{};
+  ::clock_gettime(CLOCK_BOOTTIME, &now);
+  return static_cast<unsigned long long>(now.tv_sec) * hz +
+         static_cast<unsigned long long>(now.tv_nsec) / (1'000'000'000ULL / hz);
+}
+
+bool EntryPrefixMatcher::feed(const char* data, std::size_t size) noexcept {
+  for (std::size_t i = 0; i < size && !found_; ++i) {
+    const char c = data[i];
+    if (c == '\0') {  // the next entry starts
+      matched_ = 0;
+      in_entry_ = false;
+      continue;
+    }
+    if (in_entry_) continue;
+    if (c == needle_[matched_]) {
+      if (++matched_ == size_) found_ = true;
+    } else {
+      in_entry_ = true;  // this entry does not start with the needle
+    }
+  }
+  return found_;
+}
+
+std::string environ_value(pid_t pid, std::string_view variable) {
+  auto data = read_proc_file(proc_path(pid, "environ"));
+  if (!data) return {};
+  std::string value;
+  for_each_entry(*data, [&](std::string_view entry) {
+    if (entry.size() > variable.size() && entry.substr(0, variable.size()) == variable &&
+        entry[variable.size()] == '=') {
+      value = entry.substr(variable.size() + 1);
+      return true;
+    }
+    return false;
+  });
+  return value;
 }
 
 std::vector<pid_t> all_pids() {
-  std::vector<pid_t> pids;
-  DIR* dir = ::opendir("/proc");
-  if (dir == nullptr) return pids;
-  while (dirent* e = ::readdir(dir)) {
-    char* end = nullptr;
-    long pid = std::strtol(e->d_name, &end, 10);
-    if (*end == '\0' && pid > 0) pids.push_back(static_cast<pid_t>(pid));
-  }
-  ::closedir(dir);
-  return pids;
+  return numeric_entries("/proc");
 }
 
 std::vector<pid_t> own_children() {
   std::vector<pid_t> children;
-  DIR* dir = ::opendir("/proc/self/task");
-  if (dir == nullptr) return children;
-  while (dirent* e = ::readdir(dir)) {
-    if (e->d_name[0] == '.') continue;
-    std::string data = read_proc_file(std::string("/proc/self/task/") + e->d_name + "/children");
-    const char* p = data.c_str();
+  for (pid_t task : numeric_entries("/proc/self/task")) {
+    auto data = read_proc_file("/proc/self/task/" + std::to_string(task) + "/children");
+    if (!data) continue;  // the thread ended
+    const char* p = data->c_str();
     char* end = nullptr;
     for (long pid = std::strtol(p, &end, 10); end != p; pid = std::strtol(p, &end, 10)) {
       children.push_back(static_cast<pid_t>(pid));
       p = end;
     }
   }
-  ::closedir(dir);
   std::sort(children.begin(), children.end());
   children.erase(std::unique(children.begin(), children.end()), children.end());
   return children;
@@ -232,7 +274,9 @@ bool is_attributed(pid_t pid, pid_t pgid, std::string_view marker_entry) {
   auto stat = proc_stat(pid);
   if (!stat) return false;
   if (stat->pgrp == pgid) return true;
-  return environ_has(pid, marker_entry);
+  const auto eq = marker_entry.find('=');
+  if (eq == std::string_view::npos) return false;
+  return environ_value(pid, marker_entry.substr(0, eq)) == marker_entry.substr(eq + 1);
 }
 
 std::vector<pid_t> attributed_among(const std::vector<pid_t>& candidates, pid_t pgid,
@@ -251,30 +295,8 @@ std::vector<pid_t> attributed_processes(pid_t pgid, std::string_view marker_entr
   return attributed_among(children_only ? own_children() : all_pids(), pgid, marker_entry);
 }
 
-std::vector<pid_t> processes_with_marker(std::string_view variable, std::string_view value) {
-  std::vector<pid_t> found;
-  std::string prefix = std::string(variable) + "=" + std::string(value);
-  for (pid_t pid : all_pids()) {
-    std::string data = read_proc_file("/proc/" + std::to_string(pid) + "/environ");
-    std::string_view rest = data;
-    while (!rest.empty()) {
-      auto nul = rest.find('\0');
-      auto entry = rest.substr(0, nul);
-      if (entry == prefix ||
-          (entry.size() > prefix.size() && entry.substr(0, prefix.size()) == prefix &&
-           entry[prefix.size()] == '/')) {
-        found.push_back(pid);
-        break;
-      }
-      if (nul == std::string_view::npos) break;
-      rest.remove_prefix(nul + 1);
-    }
-  }
-  return found;
-}
-
 std::string process_name(pid_t pid) {
-  std::string name = read_proc_file("/proc/" + std::to_string(pid) + "/comm");
+  std::string name = read_proc_file(proc_path(pid, "comm")).value_or("");
   if (!name.empty() && name.back() == '\n') name.pop_back();
   return name;
 }

@@ -226,7 +226,7 @@ class Stopper {
     for (pid_t pid : detail::attributed_among(last_children_, s_.pid, s_.marker_entry)) {
       if (detail::process_state(pid) != 'Z') continue;
       std::error_code ec;
-      auto pidfd = detail::PidFd::open(pid, ec);
+      auto pidfd = detail::open_pidfd(pid, ec);
       if (pidfd.valid() && detail::is_attributed(pid, s_.pid, s_.marker_entry)) {
         detail::reap_pidfd(pidfd.get());
       }
@@ -241,7 +241,7 @@ class Stopper {
   }
 
  private:
-  void track(pid_t pid, detail::PidFd pidfd) {
+  void track(pid_t pid, detail::UniqueFd pidfd) {
     detail::send_signal(pidfd.get(), signal_);
     tracked_.emplace(pid, std::move(pidfd));
   }
@@ -255,14 +255,14 @@ class Stopper {
     for (pid_t pid : detail::attributed_among(candidates, s_.pid, s_.marker_entry)) {
       if (tracked_.count(pid)) continue;
       std::error_code ec;
-      auto pidfd = detail::PidFd::open(pid, ec);
+      auto pidfd = detail::open_pidfd(pid, ec);
       // Re-check after opening: the pidfd now pins the process we checked.
       if (!pidfd.valid() || !detail::is_attributed(pid, s_.pid, s_.marker_entry)) continue;
       track(pid, std::move(pidfd));
     }
     // Adopted orphans come with their own pidfd (never a stranger's).
     for (auto [pid, fd] : runtime_.orphans_of(s_)) {
-      detail::PidFd pidfd(fd);
+      detail::UniqueFd pidfd(fd);
       if (!tracked_.count(pid)) track(pid, std::move(pidfd));
     }
   }
@@ -301,7 +301,7 @@ class Stopper {
   const bool children_only_;
   int signal_;
   bool escalated_ = false;
-  std::map<pid_t, detail::PidFd> tracked_;  // descendants outside the leader
+  std::map<pid_t, detail::UniqueFd> tracked_;  // descendants outside the leader
   std::vector<pid_t> last_children_;        // our children at the last look (subreaper only)
 };
 
@@ -332,6 +332,11 @@ ExitStatus Process::stop(const StopOptions& options) {
     throw Error(s.name + " (pid " + std::to_string(s.pid) + "): could not be stopped");
   }
   return *final_status;
+}
+
+std::uint64_t Process::exit_seq() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->exit_seq;
 }
 
 bool Process::exited_before_stop() const {

@@ -335,7 +335,7 @@ std::shared_ptr<ProcessState> RuntimeImpl::spawn(const Command& command, Process
     environment.front() = state->marker_entry;
     SpawnedChild child = spawn_child(command, environment);
     std::error_code ec;
-    PidFd pidfd = PidFd::open(child.pid, ec);
+    UniqueFd pidfd = open_pidfd(child.pid, ec);
     // No such process: it exited and somebody reaped it already (the kernel,
     // when SIGCHLD is ignored, or a waitpid(-1) loop). Its pid is not ours any
     // more: it is published as reaped elsewhere, and never signalled.
@@ -455,7 +455,7 @@ std::vector<pid_t> RuntimeImpl::scan_children() {
     std::vector<std::weak_ptr<ProcessState>> candidates = attribute(child, *stat, this_process);
     if (candidates.empty()) continue;  // no service could have started it
     std::error_code ec;
-    PidFd pidfd = PidFd::open(child, ec);
+    UniqueFd pidfd = open_pidfd(child, ec);
     if (!pidfd.valid()) {
       if (ec != std::errc::no_such_process) {
         log().error("pid {}: an orphan of a service cannot be watched: {}", child, ec.message());
@@ -604,6 +604,7 @@ bool ProcessState::publish_exit(ExitStatus s) {
   {
     std::lock_guard lock(mutex);
     if (status) return false;
+    exit_seq = output.next_seq();
     status = s;
     exit_seen = std::chrono::steady_clock::now();
     callbacks.swap(exit_callbacks);

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <condition_variable>
 #include <list>
 #include <memory>
@@ -52,6 +53,7 @@ struct ProcessState {
   bool reaping = false;              // stop() is about to reap the leader
   bool reaped_elsewhere = false;     // someone else reaped it: its pid is not ours
   bool exited_before_stop = false;   // the exit was known when stop() began
+  std::uint64_t exit_seq = UINT64_MAX;  // output().next_seq() when the exit was published
   std::atomic<bool> kill_signal_sent{false};  // stop()'s escalation or kill() sent it
   std::chrono::steady_clock::time_point exit_seen;
   std::list<std::shared_ptr<ExitCallback>> exit_callbacks;

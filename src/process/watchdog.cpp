@@ -45,7 +45,7 @@ struct ChildMemory {
   pid_t parent = 0;
   char needle[256] = {};  // "ROADIE_SUPERVISOR=<marker>/"
   std::size_t needle_size = 0;
-  char environ[256 * 1024];
+  char environ[64 * 1024];  // environments are read in pieces of this size
   char dirents[32 * 1024];
 };
 
@@ -104,17 +104,6 @@ void proc_path(char* out, pid_t pid, const char* file) {
   out[n] = '\0';
 }
 
-// True when the NUL-separated environment holds an entry starting with `needle`.
-bool has_entry(const char* data, std::size_t size, const char* needle, std::size_t needle_size) {
-  std::size_t at = 0;
-  while (at < size) {
-    if (size - at >= needle_size && std::memcmp(data + at, needle, needle_size) == 0) return true;
-    while (at < size && data[at] != '\0') ++at;
-    ++at;
-  }
-  return false;
-}
-
 // Calls `f(number, directory_fd)` for each all-digit name in directory
 // `path` (/proc, /proc/self/fd), read with getdents64 into m.dirents.
 template <class F>
@@ -157,16 +146,16 @@ unsigned kill_marked(ChildMemory& m) {
     proc_path(path, pid, "environ");
     int fd = sys_open(path, O_RDONLY);
     if (fd < 0) return;
-    std::size_t size = 0;
+    // In pieces, the whole environment: a marker is found wherever it is,
+    // behind any amount of other variables.
+    EntryPrefixMatcher matcher(m.needle, m.needle_size);
     for (;;) {
-      long n = sys_read(fd, m.environ + size, sizeof m.environ - size);
+      long n = sys_read(fd, m.environ, sizeof m.environ);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      size += static_cast<std::size_t>(n);
-      if (size == sizeof m.environ) break;
+      if (n <= 0 || matcher.feed(m.environ, static_cast<std::size_t>(n))) break;
     }
     sys_close(fd);
-    if (has_entry(m.environ, size, m.needle, m.needle_size)) {
+    if (matcher.found()) {
       sys_kill(pid, SIGKILL);
       ++killed;
     }
@@ -300,36 +289,12 @@ bool start_time_of(pid_t pid, unsigned long long& ticks, pid_t& pgrp, char& stat
     if (size == static_cast<long>(sizeof data - 1)) break;
   }
   sys_close(fd);
-  // The command name may hold spaces and parentheses: fields start after the
-  // last ')'. After it: state (field 3), ppid, pgrp (5), ..., starttime (22).
-  long close = size - 1;
-  while (close >= 0 && data[close] != ')') --close;
-  if (close < 0) return false;
-  int field = 2;
-  unsigned long long value = 0;
-  bool in_number = false;
-  for (long i = close + 1; i < size; ++i) {
-    const char c = data[i];
-    if (c == ' ' || c == '\n') {
-      if (in_number) {
-        if (field == 5) pgrp = static_cast<pid_t>(value);
-        if (field == 22) {
-          ticks = value;
-          return true;
-        }
-      }
-      in_number = false;
-      continue;
-    }
-    if (!in_number) {
-      in_number = true;
-      ++field;
-      value = 0;
-      if (field == 3) state = c;
-    }
-    if (c >= '0' && c <= '9') value = value * 10 + static_cast<unsigned long long>(c - '0');
-  }
-  return false;
+  ProcStat stat;
+  if (!parse_stat(data, static_cast<std::size_t>(size), stat)) return false;
+  ticks = stat.start;
+  pgrp = stat.pgrp;
+  state = stat.state;
+  return true;
 }
 
 std::unique_ptr<Watchdog> Watchdog::start(const std::string& marker) {
@@ -360,7 +325,8 @@ std::unique_ptr<Watchdog> Watchdog::start(const std::string& marker) {
     return nullptr;
   }
   // Held by a pidfd, so that the final wait can never reap a stranger.
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  std::error_code ec;
+  const int pidfd = open_pidfd(pid, ec).release();
   {
     std::lock_guard lock(registry_mutex);
     registry().push_back(pid);
@@ -373,11 +339,8 @@ Watchdog::~Watchdog() {
   ::close(socket_);
   // It exits as soon as it reads the goodbye.
   if (pidfd_ >= 0) {
-    siginfo_t info{};
-    while (::waitid(static_cast<idtype_t>(3 /* P_PIDFD */), static_cast<id_t>(pidfd_), &info,
-                    WEXITED) != 0 &&
-           errno == EINTR) {
-    }
+    siginfo_t info;
+    waitid_retry(kPidFdIdType, static_cast<id_t>(pidfd_), info, WEXITED);
     ::close(pidfd_);
   }
   std::lock_guard lock(registry_mutex);

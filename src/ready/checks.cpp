@@ -76,14 +76,20 @@ class BannerCheck final : public Check {
     BannerProbe* raw = probe.get();
     Output& output = context.process().output();
     // Subscribe first, then look at what already arrived: no line is missed.
+    probe->process = &context.process();
     probe->subscription = output.subscribe([this, raw, &context](const Line& line) {
       if (!raw->found.load(std::memory_order_relaxed) && matches(line)) {
+        raw->seq.store(line.seq);
         raw->found.store(true);
         context.wake();
       }
     });
     for (const auto& line : output.lines()) {
-      if (matches(line)) raw->found.store(true);
+      if (matches(line)) {
+        raw->seq.store(line.seq);
+        raw->found.store(true);
+        break;
+      }
     }
     return probe;
   }
@@ -91,9 +97,14 @@ class BannerCheck final : public Check {
  private:
   struct BannerProbe final : Probe {
     std::atomic<bool> found{false};
+    std::atomic<std::uint64_t> seq{0};  // of the matching line
+    Process* process = nullptr;
     Subscription subscription;
     bool attempt(Clock::time_point) override { return found.load(); }
     std::chrono::microseconds max_interval() const override { return kEventSafetyNet; }
+    // A leader's last lines are drained before its exit is published: a line
+    // before the exit's position was written while it ran.
+    bool seen_before_exit() const override { return found.load() && seq.load() < process->exit_seq(); }
   };
 
   std::string pattern_;
@@ -295,9 +306,9 @@ class CompositeCheck final : public Check {
     for (const auto& c : checks_) c.check().ensure_free();
   }
   std::unique_ptr<Probe> arm(ProbeContext& context) const override {
-    auto probe = std::make_unique<CompositeProbe>(all_);
+    auto probe = std::make_unique<CompositeProbe>(all_, context.process());
     for (const auto& c : checks_) {
-      probe->parts.push_back({c.describe(), c.check().arm(context), false});
+      probe->parts.push_back({c.describe(), c.check().arm(context), false, false});
     }
     return probe;
   }
@@ -306,18 +317,32 @@ class CompositeCheck final : public Check {
   struct Part {
     std::string description;
     std::unique_ptr<Probe> probe;
-    bool satisfied;  // latched: a satisfied part is not asked again
+    bool satisfied;    // latched: a satisfied part is not asked again
+    bool before_exit;  // it was satisfied while the process ran
   };
   struct CompositeProbe final : Probe {
-    explicit CompositeProbe(bool all_) : all(all_) {}
+    CompositeProbe(bool all_, Process& process_) : all(all_), process(process_) {}
     bool all;
+    Process& process;
     std::vector<Part> parts;
     bool attempt(Clock::time_point deadline) override {
+      const bool running = process.running();
       bool every = true;
       for (auto& part : parts) {
-        if (!part.satisfied) part.satisfied = part.probe->attempt(deadline);
+        if (!part.satisfied && part.probe->attempt(deadline)) {
+          part.satisfied = true;
+          part.before_exit = running || part.probe->seen_before_exit();
+        }
         if (part.satisfied && !all) return true;
         every = every && part.satisfied;
+      }
+      return all && every;
+    }
+    bool seen_before_exit() const override {
+      bool every = true;
+      for (const auto& part : parts) {
+        if (part.satisfied && part.before_exit && !all) return true;
+        every = every && part.satisfied && part.before_exit;
       }
       return all && every;
     }

@@ -105,14 +105,25 @@ std::string fd_target(int fd) {
 
 }  // namespace
 
+std::vector<pid_t> processes_with_marker(std::string_view value) {
+  std::vector<pid_t> found;
+  for (pid_t pid : detail::all_pids()) {
+    const std::string marker = detail::environ_value(pid, Runtime::marker_variable);
+    if (marker == value || (marker.size() > value.size() && marker.rfind(value, 0) == 0 &&
+                            marker[value.size()] == '/')) {
+      found.push_back(pid);
+    }
+  }
+  return found;
+}
+
 void NoLeaks::SetUp() {
   fds_before_ = open_fds();
 }
 
 void NoLeaks::TearDown() {
   std::ostringstream leaks;
-  for (pid_t pid :
-       detail::processes_with_marker(Runtime::marker_variable, Runtime::global().marker())) {
+  for (pid_t pid : processes_with_marker(Runtime::global().marker())) {
     leaks << "  process left running: " << describe(pid) << "\n";
     ::kill(pid, SIGKILL);
   }

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace roadie::testing {
 
@@ -51,6 +53,10 @@ class NoLeaks : public ::testing::Test {
  private:
   std::set<int> fds_before_;
 };
+
+/// Every process whose ROADIE_SUPERVISOR is `value` (a runtime's marker) or
+/// starts with `value` + "/" (one of its processes).
+std::vector<pid_t> processes_with_marker(std::string_view value);
 
 /// Descriptors open in this process.
 std::set<int> open_fds();
