@@ -40,7 +40,7 @@ enum class JobState {
   skipped,    ///< not run: a requirement failed, was skipped, cancelled or timed out (see
               ///< reason()); so are the dependents of a critical job that failed
   cancelled,  ///< asked to stop by an abort (however it then returned), or never started
-              ///< because the run was aborted
+              ///< because the run was aborted; a service whose start returned is ready
   timed_out,  ///< ran past its own timeout or the scheduler's (however it then returned)
   stopped,    ///< a service stopped at teardown
 };
