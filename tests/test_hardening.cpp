@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -358,5 +360,98 @@ TEST_F(HardeningTest, ADaemonThatArrivedWithoutAnExitDiesWithAKilledTestBinary) 
   const bool outlived = roadie::testing::exists(daemon);
   if (outlived) ::kill(daemon, SIGKILL);  // ours to clean up: a failed test leaves nothing
   EXPECT_FALSE(outlived) << "the daemon outlived the killed test binary";
+  helper.kill();
+}
+
+// Item 7: with no free descriptors, stop() still ends everything (from the
+// runtime's reserve), or fails loudly; never a silent success.
+TEST_F(HardeningTest, StopWithNoFreeDescriptorsEndsEverythingOrSaysSo) {
+  roadie::testing::TempDir dir;
+  auto pidfile = dir.path() / "daemon.pid";
+  Process p = Process::spawn(Command{child("child_daemon"), pidfile.string(), "--stay"});
+  ASSERT_TRUE(roadie::testing::wait_for_file(pidfile, roadie::scaled(10s)));
+  const pid_t daemon = read_pid_file(pidfile);
+  ASSERT_GT(daemon, 0);
+
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = std::min<rlim_t>(old.rlim_cur, 512);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> fillers;
+  for (int fd; (fd = ::dup(0)) >= 0;) fillers.push_back(fd);
+  ASSERT_EQ(errno, EMFILE);
+
+  bool stopped = false;
+  std::string error;
+  try {
+    p.stop();
+    stopped = true;
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  for (int fd : fillers) ::close(fd);
+  ::setrlimit(RLIMIT_NOFILE, &old);
+  expect_new_descriptors_on("/dev/null");  // the runtime's reserve, refilled
+
+  if (stopped) {
+    EXPECT_FALSE(roadie::testing::exists(daemon)) << "stop() succeeded and left the daemon";
+  } else {
+    EXPECT_THAT(error, HasSubstr("cannot be stopped completely"));
+    if (roadie::testing::exists(daemon)) ::kill(daemon, SIGKILL);
+  }
+  EXPECT_TRUE(stopped) << "the reserve should have been enough: " << error;
+}
+
+// Disabled: run only by the test below, in a child process that is then
+// killed with SIGKILL. Starts a daemon whose marker stands behind 300 KiB of
+// other variables (`env -i` puts it last), with this binary no longer a
+// subreaper: only the watchdog's marker scan can find it.
+TEST(HardeningHelper, DISABLED_StartsAMarkedDaemonBehindAHugeEnvironment) {
+  const char* pidfile = std::getenv("ROADIE_TEST_PIDFILE");
+  ASSERT_NE(pidfile, nullptr);
+  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0), 0);
+  Command command{"/bin/sh", "-c",
+                  "exec env -i B1=\"$B1\" B2=\"$B2\" B3=\"$B3\" "
+                  "ROADIE_SUPERVISOR=\"$ROADIE_SUPERVISOR\" \"$0\" \"$1\" --stay",
+                  child("child_daemon"), pidfile};
+  for (const char* name : {"B1", "B2", "B3"}) command.set_env(name, std::string(100 * 1024, 'x'));
+  Process service = Process::spawn(command);
+  ASSERT_TRUE(roadie::testing::wait_for_file(pidfile, roadie::scaled(10s)));
+  ASSERT_TRUE(service.output().wait_for("^daemonized$", roadie::scaled(10s)));
+  std::printf("daemon started\n");
+  std::fflush(stdout);
+  std::this_thread::sleep_for(1h);
+}
+
+// Item 6: the watchdog finds a marker wherever it stands in the environment.
+TEST_F(HardeningTest, TheWatchdogFindsAMarkerBehindAHugeEnvironment) {
+  roadie::testing::TempDir dir;
+  auto pidfile = dir.path() / "daemon.pid";
+  char self[4096] = {};
+  ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
+  Command command{
+      self, "--gtest_filter=HardeningHelper.DISABLED_StartsAMarkedDaemonBehindAHugeEnvironment",
+      "--gtest_also_run_disabled_tests"};
+  command.set_env("ROADIE_TEST_PIDFILE", pidfile.string());
+  Process helper = Process::spawn(command);
+  ASSERT_TRUE(helper.output().wait_for("^daemon started$", roadie::scaled(30s)))
+      << helper.output().excerpt(40);
+  const pid_t daemon = read_pid_file(pidfile);
+  ASSERT_GT(daemon, 0);
+  {
+    std::ifstream environ_file("/proc/" + std::to_string(daemon) + "/environ");
+    std::string env((std::istreambuf_iterator<char>(environ_file)),
+                    std::istreambuf_iterator<char>());
+    ASSERT_GT(env.find("ROADIE_SUPERVISOR="), 256u * 1024) << "the marker is not behind 256 KiB";
+  }
+  ::kill(helper.pid(), SIGKILL);
+  const auto deadline = std::chrono::steady_clock::now() + roadie::scaled(10s);
+  while (roadie::testing::exists(daemon) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  const bool outlived = roadie::testing::exists(daemon);
+  if (outlived) ::kill(daemon, SIGKILL);
+  EXPECT_FALSE(outlived) << "the watchdog missed a marker behind 256 KiB of environment";
   helper.kill();
 }

@@ -240,6 +240,14 @@ class Stopper {
     return detail::reap_pidfd(s_.pidfd, /*block=*/!gave_up || alive().empty());
   }
 
+  // The kill signal to the leader's group, which needs no descriptor.
+  void kill_group() {
+    s_.kill_signal_sent.store(true);
+    if (detail::peek_child(s_.pidfd).state != detail::ChildState::not_ours) {
+      ::kill(-s_.pid, options_.kill_signal);
+    }
+  }
+
  private:
   void track(pid_t pid, detail::UniqueFd pidfd) {
     detail::send_signal(pidfd.get(), signal_);
@@ -256,6 +264,9 @@ class Stopper {
       if (tracked_.count(pid)) continue;
       std::error_code ec;
       auto pidfd = detail::open_pidfd(pid, ec);
+      if (!pidfd.valid() && detail::is_resource_shortage(ec.value())) {
+        throw std::system_error(ec, "cannot hold pid " + std::to_string(pid) + " to stop it");
+      }
       // Re-check after opening: the pidfd now pins the process we checked.
       if (!pidfd.valid() || !detail::is_attributed(pid, s_.pid, s_.marker_entry)) continue;
       track(pid, std::move(pidfd));
@@ -320,8 +331,29 @@ ExitStatus Process::stop(const StopOptions& options) {
   }
   runtime_->begin_stop(s);
   Stopper stopper(*runtime_, state_, options);
-  const bool gave_up = stopper.signal_and_wait();
-  auto status = stopper.reap(gave_up);
+  bool gave_up = false;
+  std::optional<ExitStatus> status;
+  try {
+    // Out of descriptors (or memory) the looks cannot see: the runtime's
+    // reserve is closed and everything is looked at again, never skipped.
+    try {
+      gave_up = stopper.signal_and_wait();
+      status = stopper.reap(gave_up);
+    } catch (const std::system_error& e) {
+      if (!detail::is_resource_shortage(e.code().value()) || !runtime_->release_reserve()) throw;
+      detail::log().warn("{} (pid {}): {}; stopping with the descriptors held in reserve", s.name,
+                         s.pid, e.what());
+      gave_up = stopper.signal_and_wait();
+      status = stopper.reap(gave_up);
+    }
+  } catch (const std::system_error& e) {
+    // Still blind: end what can be ended without a descriptor, and say so.
+    stopper.kill_group();
+    runtime_->fill_reserve();
+    throw Error(s.name + " (pid " + std::to_string(s.pid) + "): cannot be stopped completely: " +
+                e.what() + ". Its process group was killed; descendants that left it may still run.");
+  }
+  runtime_->fill_reserve();
   // Drain and close the pipes first: when the exit is published, all the
   // output is in (as when the event loop publishes it).
   runtime_->release(state_);

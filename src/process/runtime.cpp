@@ -284,6 +284,7 @@ RuntimeImpl::RuntimeImpl(RuntimeOptions options)
   if (options.child_subreaper) subreaper_ = make_child_subreaper();
   // Forked before the loop thread exists, and never taken for an orphan.
   if (options.watchdog) watchdog_ = Watchdog::start(marker_);
+  fill_reserve();
   if (watchdog_) loop_->seen_children.insert(watchdog_->pid());  // no other thread yet
   std::promise<void> started;
   // The thread uses only `loop`: if the runtime is destroyed from the loop
@@ -444,24 +445,26 @@ std::vector<pid_t> RuntimeImpl::scan_children() {
     if (loop_->seen_children.count(child)) continue;
     if (loop_->leaders.count(child)) continue;
     if (is_watchdog(child)) continue;  // ours, or another runtime's
+    // Looked at only once it could be looked at: a shortage (thrown) leaves
+    // it for the next look.
+    const auto stat = proc_stat(child);
+    std::vector<std::weak_ptr<ProcessState>> candidates;
+    // The test binary's own children (std::system, popen...) stay in its group.
+    if (stat && stat->pgrp != our_group) candidates = attribute(child, *stat, this_process);
+    UniqueFd pidfd;
+    if (!candidates.empty()) {
+      std::error_code ec;
+      pidfd = open_pidfd(child, ec);
+      if (!pidfd.valid() && is_resource_shortage(ec.value())) {
+        throw std::system_error(ec, "pid " + std::to_string(child) +
+                                        ": an orphan of a service cannot be held");
+      }
+    }
     {
       std::lock_guard lock(seen_mutex_);
       loop_->seen_children.insert(child);
     }
-    const auto stat = proc_stat(child);
-    if (!stat) continue;  // gone already (and reaped by the kernel? not ours)
-    // The test binary's own children (std::system, popen...) stay in its group.
-    if (stat->pgrp == our_group) continue;
-    std::vector<std::weak_ptr<ProcessState>> candidates = attribute(child, *stat, this_process);
-    if (candidates.empty()) continue;  // no service could have started it
-    std::error_code ec;
-    UniqueFd pidfd = open_pidfd(child, ec);
-    if (!pidfd.valid()) {
-      if (ec != std::errc::no_such_process) {
-        log().error("pid {}: an orphan of a service cannot be watched: {}", child, ec.message());
-      }
-      continue;
-    }
+    if (!pidfd.valid()) continue;  // gone, or no service could have started it
     if (candidates.size() > 1) {
       std::string names;
       for (const auto& c : candidates) {
@@ -562,8 +565,10 @@ std::vector<std::pair<pid_t, int>> RuntimeImpl::orphans_of(const ProcessState& s
     if (!belongs(orphan, state)) continue;
     const int fd = ::fcntl(orphan.pidfd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) {
-      throw Error("pid " + std::to_string(pid) + " (an orphan of " + state.name +
-                  "): cannot hold it to stop it: " + std::strerror(errno));
+      for (auto& [_, held] : result) ::close(held);
+      throw std::system_error(errno, std::system_category(),
+                              "pid " + std::to_string(pid) + " (an orphan of " + state.name +
+                                  "): cannot hold it to stop it");
     }
     result.emplace_back(pid, fd);
   }
@@ -577,6 +582,22 @@ void RuntimeImpl::forget_adoptee(pid_t pid) {
     loop_->seen_children.erase(pid);
   }
   if (watchdog_) watchdog_->forget(pid);
+}
+
+void RuntimeImpl::fill_reserve() noexcept {
+  std::lock_guard lock(reserve_mutex_);
+  while (reserve_.size() < kReserve) {
+    const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    reserve_.emplace_back(fd);
+  }
+}
+
+bool RuntimeImpl::release_reserve() noexcept {
+  std::lock_guard lock(reserve_mutex_);
+  const bool had = !reserve_.empty();
+  reserve_.clear();
+  return had;
 }
 
 pid_t RuntimeImpl::watchdog_pid() const noexcept {

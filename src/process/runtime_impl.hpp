@@ -127,6 +127,13 @@ class RuntimeImpl {
   /// Takes an orphan out of the table (before it is reaped).
   void drop_orphan(pid_t pid);
 
+  /// Descriptors held in reserve for stop(): when the process has none left,
+  /// stop() closes the reserve and looks again, instead of stopping blind.
+  void fill_reserve() noexcept;
+  /// Closes the reserve; false when it was already empty.
+  bool release_reserve() noexcept;
+  static constexpr std::size_t kReserve = 16;
+
  private:
   struct Loop;
   void arm_scan();
@@ -139,6 +146,8 @@ class RuntimeImpl {
   std::mutex seen_mutex_;  // guards Loop::seen_children against readers off the loop
   std::mutex orphans_mutex_;
   std::unordered_map<pid_t, Orphan> orphans_;  // guarded by orphans_mutex_
+  std::mutex reserve_mutex_;
+  std::vector<UniqueFd> reserve_;  // guarded by reserve_mutex_
   // Declared after loop_: destroyed first, once the loop thread has ended.
   std::unique_ptr<Watchdog> watchdog_;
 };

@@ -121,6 +121,12 @@ void NoLeaks::SetUp() {
   fds_before_ = open_fds();
 }
 
+void NoLeaks::expect_new_descriptors_on(const std::string& target) {
+  for (int fd : open_fds()) {
+    if (!fds_before_.count(fd) && fd_target(fd) == target) fds_before_.insert(fd);
+  }
+}
+
 void NoLeaks::TearDown() {
   std::ostringstream leaks;
   for (pid_t pid : processes_with_marker(Runtime::global().marker())) {

@@ -49,6 +49,10 @@ class NoLeaks : public ::testing::Test {
  protected:
   void SetUp() override;
   void TearDown() override;
+  /// Takes descriptors opened since SetUp() on `target` (as /proc/self/fd
+  /// names it) as expected: the runtime's descriptor reserve, refilled at new
+  /// numbers after a test that exhausted descriptors.
+  void expect_new_descriptors_on(const std::string& target);
 
  private:
   std::set<int> fds_before_;
