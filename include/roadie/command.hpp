@@ -17,6 +17,9 @@ namespace roadie {
 ///
 /// A program name without a slash is looked up in the PATH of the environment
 /// the child will get (so a PATH set here is honoured).
+///
+/// Thread-safety: a plain value. Const use from many threads is safe; a
+/// Command being changed must not be read elsewhere at the same time.
 class Command {
  public:
   /// Throws std::invalid_argument when argv is empty, and roadie::Error naming

@@ -53,19 +53,23 @@ struct ExecutorOptions {
 
 /// Lifecycle events of an executor, in firing order. Override what you need.
 /// on_line runs on the event-loop thread (keep it short); the others run on the
-/// thread that caused them, except on_exited (event-loop thread).
+/// thread that caused them, except on_exited (event-loop thread, or the thread
+/// of a stop() that learns of the exit first). A listener may be called from
+/// several threads, never twice at once for one event.
 class ExecutorListener {
  public:
   virtual ~ExecutorListener() = default;
   virtual void on_starting(const Executor&) {}
   virtual void on_ready(const Executor&, std::chrono::nanoseconds /*time_to_ready*/) {}
   virtual void on_line(const Executor&, const Line&) {}
-  /// The service exited by itself (not through stop() or kill()).
+  /// The service exited by itself (not through stop() or kill()) after it was
+  /// ready; once per run. (An exit before readiness is start()'s exception.)
   virtual void on_exited(const Executor&, const ExitStatus&) {}
   virtual void on_stopped(const Executor&, const ExitStatus&) {}
 };
 
 /// A service stopped for the length of a scope (see Executor::stopped()).
+/// Used on one thread (a value, like a lock guard).
 class StoppedScope {
  public:
   StoppedScope(StoppedScope&& other) noexcept
@@ -90,6 +94,16 @@ class StoppedScope {
 ///     redis.start();   // returns when 127.0.0.1:7001 accepts, or throws
 ///
 /// Move-only; the destructor stops the service and never throws.
+///
+/// Thread-safety: start(), stop(), kill() and every const member may be called
+/// from any thread at any time. start(), stop() and kill() run one at a time;
+/// stop() or kill() on another thread during a start() cancels it (start()
+/// throws Cancelled) and then stops the service, so a watchdog thread that
+/// gives up on a test can always stop it. The reference output() returns is
+/// valid until the next start(). Moving, assigning, destroying, add_listener()
+/// and stopped() must not race with other uses of the executor. Listeners may
+/// call running(), pid(), exit_status() and output() but must not call
+/// start(), stop() or kill() from on_line or on_exited (the event-loop thread).
 class Executor {
  public:
   explicit Executor(Command command, ExecutorOptions options = {});

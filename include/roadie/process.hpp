@@ -52,6 +52,11 @@ struct ProcessOptions {
 /// The exited child stays a zombie until stop(), kill() or the destructor reaps
 /// it: its pid and process group id stay reserved meanwhile, so a group signal
 /// can never reach a stranger that reused the id.
+///
+/// Thread-safety: every const member, stop() and kill() may be called from any
+/// thread at any time (stop() and kill() run one at a time; the first one to
+/// finish decides the status, later ones return it). Moving, assigning and
+/// destroying a handle must not race with other uses of that handle.
 class Process {
  public:
   /// Starts `command` and returns once exec succeeded. Throws SpawnError when

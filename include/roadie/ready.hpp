@@ -94,6 +94,10 @@ class Check {
 }  // namespace ready
 
 /// A shared, immutable readiness check (copying is cheap).
+///
+/// Thread-safety: immutable; copies may be used from any threads at once.
+/// (A ready::Check is shared the same way: its const members must be safe to
+/// call concurrently. A Probe belongs to one start, on the starting thread.)
 class ReadinessCheck {
  public:
   explicit ReadinessCheck(std::shared_ptr<const ready::Check> check);

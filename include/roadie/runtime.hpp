@@ -34,6 +34,10 @@ struct RuntimeOptions {
 /// `marker()` + "/" + a serial number. stop() finds descendants that left the
 /// process group by that variable, compared exactly (never as a substring), so
 /// one run can never stop another run's services.
+///
+/// Thread-safety: thread-safe. Any number of threads may spawn, wait for and
+/// stop processes of one runtime at once; all waiting and I/O happens on its
+/// event-loop thread.
 class Runtime {
  public:
   explicit Runtime(RuntimeOptions options = {});

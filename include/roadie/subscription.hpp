@@ -10,6 +10,9 @@ namespace roadie {
 /// long as the handle lives; `reset()` or the destructor unregisters it and
 /// waits for a call in progress on another thread to finish, so the callback's
 /// captures may be destroyed right after.
+///
+/// Thread-safety: one handle is used by one thread at a time (it is a value);
+/// resetting it while its callback runs on another thread is safe (it waits).
 class Subscription {
  public:
   Subscription() = default;
