@@ -3,22 +3,14 @@
 #include "roadie/command.hpp"
 #include "roadie/error.hpp"
 #include "roadie/exit_status.hpp"
+#include "test_support.hpp"
 
 using roadie::Command;
+using roadie::testing::error_of;
+
 namespace {
 
 const std::string nul(1, '\0');
-
-// The message of the roadie::Error that `make` throws ("" when none).
-template <class F>
-std::string error_of(F make) {
-  try {
-    make();
-  } catch (const roadie::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 

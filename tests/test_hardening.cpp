@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -231,13 +232,6 @@ TEST_F(HardeningTest, AMovedFromExecutorIsAClearError) {
 
 namespace {
 
-pid_t read_pid_file(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  pid_t pid = 0;
-  in >> pid;
-  return pid;
-}
-
 pid_t parent_of(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -257,12 +251,39 @@ pid_t start_hidden_daemon(Process& service, const std::filesystem::path& pidfile
   service = Process::spawn(
       Command{child("child_daemon"), pidfile.string(), "--stay", "--hide-env"}, {.name = "a"});
   if (!roadie::testing::wait_for_file(pidfile, roadie::scaled(10s))) return -1;
-  const pid_t daemon = read_pid_file(pidfile);
+  const pid_t daemon = roadie::testing::read_pid(pidfile);
   const auto deadline = std::chrono::steady_clock::now() + roadie::scaled(10s);
   while (parent_of(daemon) != ::getpid() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(1ms);
   }
   return parent_of(daemon) == ::getpid() ? daemon : -1;
+}
+
+// Runs the disabled helper test `name` of this binary in a child process, waits
+// for its line `ready`, SIGKILLs it, and expects the daemon whose pid it wrote
+// to ROADIE_TEST_PIDFILE to be ended by the helper's watchdog.
+void expect_daemon_dies_with_killed_helper(const std::string& name, const std::string& ready,
+                                           const std::function<void(pid_t)>& check = {}) {
+  roadie::testing::TempDir dir;
+  auto pidfile = dir.path() / "daemon.pid";
+  char self[4096] = {};
+  ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
+  Command command{self, "--gtest_filter=" + name, "--gtest_also_run_disabled_tests"};
+  command.set_env("ROADIE_TEST_PIDFILE", pidfile.string());
+  Process helper = Process::spawn(command);
+  ASSERT_TRUE(helper.output().wait_for(ready, roadie::scaled(30s))) << helper.output().excerpt(40);
+  const pid_t daemon = roadie::testing::read_pid(pidfile);
+  ASSERT_GT(daemon, 0);
+  if (check) check(daemon);
+  ::kill(helper.pid(), SIGKILL);
+  const auto deadline = std::chrono::steady_clock::now() + roadie::scaled(10s);
+  while (roadie::testing::exists(daemon) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  const bool outlived = roadie::testing::exists(daemon);
+  if (outlived) ::kill(daemon, SIGKILL);  // ours to clean up: a failed test leaves nothing
+  EXPECT_FALSE(outlived) << "the daemon outlived the killed test binary";
+  helper.kill();
 }
 
 }  // namespace
@@ -340,27 +361,8 @@ TEST(HardeningHelper, DISABLED_GuardsAnArrivingDaemonAndWaits) {
 // Item 5: a daemon re-parented to the runtime is guarded as it arrives, so the
 // watchdog ends it when the test binary is SIGKILLed (it carries no marker).
 TEST_F(HardeningTest, ADaemonThatArrivedWithoutAnExitDiesWithAKilledTestBinary) {
-  roadie::testing::TempDir dir;
-  auto pidfile = dir.path() / "daemon.pid";
-  char self[4096] = {};
-  ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
-  Command command{self, "--gtest_filter=HardeningHelper.DISABLED_GuardsAnArrivingDaemonAndWaits",
-                  "--gtest_also_run_disabled_tests"};
-  command.set_env("ROADIE_TEST_PIDFILE", pidfile.string());
-  Process helper = Process::spawn(command);
-  auto line = helper.output().wait_for("^daemon [0-9]+ guarded$", roadie::scaled(30s));
-  ASSERT_TRUE(line) << helper.output().excerpt(40);
-  const pid_t daemon = read_pid_file(pidfile);
-  ASSERT_GT(daemon, 0);
-  ::kill(helper.pid(), SIGKILL);
-  const auto deadline = std::chrono::steady_clock::now() + roadie::scaled(10s);
-  while (roadie::testing::exists(daemon) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(5ms);
-  }
-  const bool outlived = roadie::testing::exists(daemon);
-  if (outlived) ::kill(daemon, SIGKILL);  // ours to clean up: a failed test leaves nothing
-  EXPECT_FALSE(outlived) << "the daemon outlived the killed test binary";
-  helper.kill();
+  expect_daemon_dies_with_killed_helper("HardeningHelper.DISABLED_GuardsAnArrivingDaemonAndWaits",
+                                        "^daemon [0-9]+ guarded$");
 }
 
 // Item 7: with no free descriptors, stop() still ends everything (from the
@@ -370,7 +372,7 @@ TEST_F(HardeningTest, StopWithNoFreeDescriptorsEndsEverythingOrSaysSo) {
   auto pidfile = dir.path() / "daemon.pid";
   Process p = Process::spawn(Command{child("child_daemon"), pidfile.string(), "--stay"});
   ASSERT_TRUE(roadie::testing::wait_for_file(pidfile, roadie::scaled(10s)));
-  const pid_t daemon = read_pid_file(pidfile);
+  const pid_t daemon = roadie::testing::read_pid(pidfile);
   ASSERT_GT(daemon, 0);
 
   rlimit old{};
@@ -426,32 +428,12 @@ TEST(HardeningHelper, DISABLED_StartsAMarkedDaemonBehindAHugeEnvironment) {
 
 // Item 6: the watchdog finds a marker wherever it stands in the environment.
 TEST_F(HardeningTest, TheWatchdogFindsAMarkerBehindAHugeEnvironment) {
-  roadie::testing::TempDir dir;
-  auto pidfile = dir.path() / "daemon.pid";
-  char self[4096] = {};
-  ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
-  Command command{
-      self, "--gtest_filter=HardeningHelper.DISABLED_StartsAMarkedDaemonBehindAHugeEnvironment",
-      "--gtest_also_run_disabled_tests"};
-  command.set_env("ROADIE_TEST_PIDFILE", pidfile.string());
-  Process helper = Process::spawn(command);
-  ASSERT_TRUE(helper.output().wait_for("^daemon started$", roadie::scaled(30s)))
-      << helper.output().excerpt(40);
-  const pid_t daemon = read_pid_file(pidfile);
-  ASSERT_GT(daemon, 0);
-  {
-    std::ifstream environ_file("/proc/" + std::to_string(daemon) + "/environ");
-    std::string env((std::istreambuf_iterator<char>(environ_file)),
-                    std::istreambuf_iterator<char>());
-    ASSERT_GT(env.find("ROADIE_SUPERVISOR="), 256u * 1024) << "the marker is not behind 256 KiB";
-  }
-  ::kill(helper.pid(), SIGKILL);
-  const auto deadline = std::chrono::steady_clock::now() + roadie::scaled(10s);
-  while (roadie::testing::exists(daemon) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(5ms);
-  }
-  const bool outlived = roadie::testing::exists(daemon);
-  if (outlived) ::kill(daemon, SIGKILL);
-  EXPECT_FALSE(outlived) << "the watchdog missed a marker behind 256 KiB of environment";
-  helper.kill();
+  expect_daemon_dies_with_killed_helper(
+      "HardeningHelper.DISABLED_StartsAMarkedDaemonBehindAHugeEnvironment", "^daemon started$",
+      [](pid_t daemon) {
+        std::ifstream environ_file("/proc/" + std::to_string(daemon) + "/environ");
+        std::string env((std::istreambuf_iterator<char>(environ_file)),
+                        std::istreambuf_iterator<char>());
+        EXPECT_GT(env.find("ROADIE_SUPERVISOR="), 256u * 1024) << "the marker is not behind 256 KiB";
+      });
 }

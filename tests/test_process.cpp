@@ -34,6 +34,7 @@ using roadie::Process;
 using roadie::ProcessOptions;
 using roadie::Stream;
 using roadie::testing::child;
+using roadie::testing::read_pid;
 using ::testing::HasSubstr;
 
 extern char** environ;
@@ -41,13 +42,6 @@ extern char** environ;
 namespace {
 
 class ProcessTest : public roadie::testing::NoLeaks {};
-
-pid_t read_pid(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  pid_t pid = 0;
-  in >> pid;
-  return pid;
-}
 
 // SIGCHLD's disposition for the length of a scope, restored on every path.
 class SigchldDisposition {

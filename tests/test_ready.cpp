@@ -21,6 +21,7 @@ using roadie::Executor;
 using roadie::ExecutorOptions;
 using roadie::Port;
 using roadie::testing::child;
+using roadie::testing::error_of;
 namespace ready = roadie::ready;
 
 namespace {
@@ -32,18 +33,6 @@ ExecutorOptions with_timeout(std::chrono::milliseconds timeout) {
   options.timeout = timeout;
   options.stop_timeout = 5s;
   return options;
-}
-
-// The message of the roadie::Error that `make` throws ("" when none; another
-// exception type fails the test).
-template <class F>
-std::string error_of(F make) {
-  try {
-    make();
-  } catch (const roadie::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 bool contains(const std::string& text, const std::string& part) {

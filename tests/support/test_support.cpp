@@ -56,6 +56,13 @@ long long monotonic_ns() {
   return static_cast<long long>(now.tv_sec) * 1'000'000'000LL + now.tv_nsec;
 }
 
+pid_t read_pid(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  pid_t pid = 0;
+  in >> pid;
+  return pid;
+}
+
 bool exists(pid_t pid) {
   return ::kill(pid, 0) == 0 || errno != ESRCH;
 }

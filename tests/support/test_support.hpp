@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "roadie/error.hpp"
+
 namespace roadie::testing {
 
 /// Absolute path of a child program from tests/resources.
@@ -34,6 +36,21 @@ std::uint16_t free_port();
 
 /// CLOCK_MONOTONIC in nanoseconds (what the child programs print).
 long long monotonic_ns();
+
+/// The pid written in a pid file, 0 if unreadable.
+pid_t read_pid(const std::filesystem::path& file);
+
+/// The message of the roadie::Error that `make` throws ("" when none; another
+/// exception type fails the test).
+template <class F>
+std::string error_of(F make) {
+  try {
+    make();
+  } catch (const roadie::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 /// True while `pid` exists (zombies count as existing).
 bool exists(pid_t pid);
