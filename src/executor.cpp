@@ -219,7 +219,7 @@ struct Executor::Impl final : ready::ProbeContext {
       // A check that passes only after the process exited does not make it
       // ready (a daemonizing leader whose daemon wrote the pid file), unless
       // the probe saw its event while the process ran.
-      const bool exited_before = proc->exit_status().has_value();
+      const bool exited_before = proc->exited_now();
       if (probe->attempt(deadline) && (!exited_before || probe->seen_before_exit())) return;
       if (auto status = proc->exit_status()) {
         auto failure = probe->last_failure();

@@ -77,6 +77,9 @@ class Process {
 
   /// True until the process exits (an exit is known within microseconds).
   bool running() const;
+  /// Asks the kernel now whether the process has exited, before the event
+  /// loop may have announced it (under a sanitizer that can take a while).
+  bool exited_now() const;
   /// The exit status once the process exited.
   std::optional<ExitStatus> exit_status() const;
 

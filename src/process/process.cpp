@@ -87,6 +87,15 @@ bool Process::running() const {
   return !state_->status;
 }
 
+bool Process::exited_now() const {
+  if (!running()) return true;
+  // The pidfd is valid until stop() releases it; a stop in progress knows.
+  std::unique_lock stop_lock(state_->stop_mutex, std::try_to_lock);
+  if (!stop_lock.owns_lock()) return !running();
+  if (state_->stopped || state_->pidfd < 0) return !running();
+  return detail::peek_child(state_->pidfd).state != detail::ChildState::running;
+}
+
 std::optional<ExitStatus> Process::exit_status() const {
   std::lock_guard lock(state_->mutex);
   return state_->status;
