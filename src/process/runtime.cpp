@@ -383,14 +383,17 @@ void RuntimeImpl::release(const std::shared_ptr<ProcessState>& state) {
       loop_->seen_children.erase(state->pid);
     }
     if (watchdog_) watchdog_->forget(state->pid);
-    for (auto& run : loop_->runs) {
-      if (run.state.lock() == state) run.end = ticks_now();
-    }
-    // Ended runs are kept while an orphan might still name them; a bounded
-    // history otherwise.
-    if (loop_->runs.size() > 4096) {
-      std::erase_if(loop_->runs, [](const RunRecord& r) { return r.end.has_value(); });
-    }
+    // Its run ends now. Ended runs stay candidates for orphans that started
+    // during them for a while (a straggler re-parented late), then go: the
+    // list stays short, and so does every look at it.
+    const auto now = ticks_now();
+    auto run = std::find_if(loop_->runs.rbegin(), loop_->runs.rend(),
+                            [&](const RunRecord& r) { return r.leader == state->pid && !r.end; });
+    if (run != loop_->runs.rend()) run->end = now;
+    static const auto keep = static_cast<unsigned long long>(10 * ::sysconf(_SC_CLK_TCK));
+    std::erase_if(loop_->runs, [&](const RunRecord& r) {
+      return r.state.expired() || (r.end && *r.end + keep < now);
+    });
     // Its adopted orphans that stop() ended: reaped and closed now, so no
     // descriptor outlives stop().
     std::vector<pid_t> ended;

@@ -146,12 +146,23 @@ void NoLeaks::TearDown() {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
   }
-  for (int fd : open_fds()) {
-    // A descriptor that is gone by the time it is named was another thread's
-    // passing use (the runtime's loop thread reading /proc), not a leak.
-    if (!fds_before_.count(fd) && ::fcntl(fd, F_GETFD) != -1)
-      leaks << "  descriptor left open: " << fd << " -> " << fd_target(fd) << "\n";
+  // A descriptor that is gone by the time it is named was another thread's
+  // passing use (the runtime's loop thread reading /proc, a pid-file probe's
+  // inotify instance being closed on a thread of its own), not a leak: new
+  // descriptors get a moment to go.
+  auto new_fds = [&] {
+    std::vector<int> fds;
+    for (int fd : open_fds()) {
+      if (!fds_before_.count(fd) && ::fcntl(fd, F_GETFD) != -1) fds.push_back(fd);
+    }
+    return fds;
+  };
+  auto left = new_fds();
+  for (int i = 0; i < 50 && !left.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    left = new_fds();
   }
+  for (int fd : left) leaks << "  descriptor left open: " << fd << " -> " << fd_target(fd) << "\n";
   if (!leaks.str().empty()) ADD_FAILURE() << "the test left things behind:\n" << leaks.str();
 }
 
