@@ -113,9 +113,12 @@ struct Executor::Impl final : ready::ProbeContext {
   // Reports an exit nobody asked for, once, and only for a service that was
   // ready (before that, start() reports it by throwing).
   void report_unexpected_exit(const ExitStatus& status) {
-    std::lock_guard lock(exit_report_mutex);
-    if (!was_ready || exit_reported || stopping.load()) return;
-    exit_reported = true;
+    {
+      std::lock_guard lock(exit_report_mutex);
+      if (!was_ready || exit_reported || stopping.load()) return;
+      exit_reported = true;
+    }
+    // Outside the lock: a listener may look at the executor.
     fire([&](ExecutorListener& l, const Executor& e) { l.on_exited(e, status); });
   }
 
@@ -184,12 +187,16 @@ struct Executor::Impl final : ready::ProbeContext {
     throw ProcessExitedWithError(message + " " + last_output(proc->output()), status.code());
   }
 
-  [[noreturn]] void fail_cancelled(std::chrono::nanoseconds waited, bool by_stop) {
+  [[noreturn]] void fail_cancelled(std::chrono::nanoseconds waited, bool by_stop, bool by_kill) {
     // Asked to stop (a scheduler's abort, a job timeout, stop() on another
-    // thread): the service gets its stop escalation like any stop.
-    ExitStatus status = finish(false);
+    // thread): the service gets its stop escalation like any stop; asked to
+    // kill (kill() on another thread), the kill signal at once.
+    ExitStatus status = finish(by_kill);
     throw Cancelled(describe() + ": start cancelled" +
-                    (by_stop ? " by stop() on another thread" : "") + " after " +
+                    (by_kill   ? " by kill() on another thread"
+                     : by_stop ? " by stop() on another thread"
+                               : "") +
+                    " after " +
                     seconds(waited) + " while waiting for " + check.describe() + "; stopped, " +
                     status.describe());
   }
@@ -228,12 +235,13 @@ struct Executor::Impl final : ready::ProbeContext {
       }
       if (cancel.stop_requested()) {
         probe.reset();
-        bool by_stop;
+        bool by_stop, by_kill;
         {
           std::lock_guard lock(handle_mutex);
           by_stop = stop_requested_by_stop;
+          by_kill = kill_requested;
         }
-        fail_cancelled(Clock::now() - t0, by_stop);
+        fail_cancelled(Clock::now() - t0, by_stop, by_kill);
       }
       const auto now = Clock::now();
       if (now >= deadline) {
@@ -253,10 +261,11 @@ struct Executor::Impl final : ready::ProbeContext {
 
   // stop() or kill() on another thread cancels a start in progress, then waits
   // for it to end (run_mutex).
-  void cancel_start() {
+  void cancel_start(bool kill) {
     std::lock_guard lock(handle_mutex);
     if (starting) {
       stop_requested_by_stop = true;
+      kill_requested = kill_requested || kill;
       start_cancel.request_stop();
     }
   }
@@ -274,6 +283,7 @@ struct Executor::Impl final : ready::ProbeContext {
   bool starting = false;
   std::stop_source start_cancel;
   bool stop_requested_by_stop = false;
+  bool kill_requested = false;
 
   std::mutex listeners_mutex;
   std::vector<std::shared_ptr<ExecutorListener>> listeners;
@@ -351,6 +361,7 @@ Executor& Executor::start(std::stop_token cancel) {
     std::lock_guard lock(d.handle_mutex);
     d.start_cancel = std::stop_source();
     d.stop_requested_by_stop = false;
+    d.kill_requested = false;
     d.starting = true;
     own_cancel = d.start_cancel.get_token();
   }
@@ -392,7 +403,7 @@ Executor& Executor::start(std::stop_token cancel) {
 
 Executor& Executor::stop() {
   Impl& d = impl();
-  d.cancel_start();
+  d.cancel_start(/*kill=*/false);
   std::lock_guard run(d.run_mutex);
   // A run is judged once: when stop() (or a failed start) ended it.
   if (!d.proc || d.stop_reported) return *this;
@@ -413,7 +424,7 @@ Executor& Executor::stop() {
 
 Executor& Executor::kill() {
   Impl& d = impl();
-  d.cancel_start();
+  d.cancel_start(/*kill=*/true);
   std::lock_guard run(d.run_mutex);
   if (d.proc) d.finish(true);
   return *this;

@@ -184,14 +184,22 @@ TEST_F(HardeningTest, StopFromAnotherThreadDuringStartIsNeverLost) {
 }
 
 TEST_F(HardeningTest, KillFromAnotherThreadCancelsAStartThatWouldNeverBeReady) {
-  roadie::OutputExecutor service(Command{child("child_idle")}, "never", {.timeout = 600s});
+  // It ignores SIGTERM and has a long grace: kill() must not wait for it.
+  roadie::OutputExecutor service(Command{child("child_ignore_term")}, "never",
+                                 {.timeout = 600s, .stop_timeout = 600s});
   std::thread killer([&] {
     std::this_thread::sleep_for(50ms);
     service.kill();
   });
   const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_THROW(service.start(), roadie::Cancelled);
+  try {
+    service.start();
+    ADD_FAILURE() << "start() was not cancelled";
+  } catch (const roadie::Cancelled& e) {
+    EXPECT_THAT(e.what(), HasSubstr("by kill() on another thread"));
+  }
   killer.join();
+  EXPECT_EQ(service.exit_status()->signal(), SIGKILL);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, roadie::scaled(10s));
   EXPECT_FALSE(service.running());
 }
