@@ -42,7 +42,13 @@ struct Executor::Impl final : ready::ProbeContext {
     wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd < 0) throw Error("eventfd: " + std::string(std::strerror(errno)));
   }
-  ~Impl() override { ::close(wake_fd); }
+  ~Impl() override {
+    // The exit callback writes to wake_fd, on_line fires through `this`: both
+    // end before the descriptor closes and the members go.
+    exit_subscription.reset();
+    proc.reset();
+    ::close(wake_fd);
+  }
 
   Process& process() override { return *proc; }
   void wake() override {
@@ -349,13 +355,7 @@ Executor& Executor::start(std::stop_token cancel) {
   Impl& d = impl();
   std::lock_guard run(d.run_mutex);
   if (d.proc && d.proc->running()) return *this;
-  if (d.proc) d.finish(false);  // the last run ended by itself: reap it quietly
-
-  try {
-    d.check.check().ensure_free();
-  } catch (const AlreadyRunning& e) {
-    throw AlreadyRunning(d.describe() + " not started: " + e.what());
-  }
+  // From here a stop() or kill() on another thread cancels this start.
   std::stop_token own_cancel;
   {
     std::lock_guard lock(d.handle_mutex);
@@ -375,6 +375,15 @@ Executor& Executor::start(std::stop_token cancel) {
   std::stop_callback forward(cancel, [&d] { d.start_cancel.request_stop(); });
   std::stop_callback on_cancel(own_cancel, [&d] { d.wake(); });
 
+  if (d.proc) d.finish(false);  // the last run ended by itself: reap it quietly
+  try {
+    d.check.check().ensure_free();
+  } catch (const AlreadyRunning& e) {
+    throw AlreadyRunning(d.describe() + " not started: " + e.what());
+  }
+  if (own_cancel.stop_requested()) {
+    throw Cancelled(d.describe() + ": start cancelled before the service was spawned");
+  }
   d.fire([](ExecutorListener& l, const Executor& e) { l.on_starting(e); });
   const auto timeout = scaled(d.options.timeout);
   const auto t0 = Clock::now();

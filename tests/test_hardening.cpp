@@ -450,3 +450,23 @@ TEST_F(HardeningTest, TheWatchdogFindsAMarkerBehindAHugeEnvironment) {
         EXPECT_GT(env.find("ROADIE_SUPERVISOR="), 256u * 1024) << "the marker is not behind 256 KiB";
       });
 }
+
+// A leader reaped by the kernel (SIGCHLD ignored) while stop() ends it: the
+// exit is published by whoever learns it, and nobody waits for ever.
+TEST_F(HardeningTest, ALeaderReapedElsewhereDuringStopIsStillPublished) {
+  struct sigaction ignore {}, old {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGCHLD, &ignore, &old), 0);
+  std::string problem;
+  for (int i = 0; i < 30 && problem.empty(); ++i) {
+    Process p = Process::spawn(Command{child("child_idle")});
+    try {
+      p.stop();
+    } catch (const roadie::Error& e) {
+      problem = std::string("stop() threw: ") + e.what();
+    }
+    if (!p.wait_for(roadie::scaled(5s))) problem = "the exit was never published";
+  }
+  ::sigaction(SIGCHLD, &old, nullptr);
+  EXPECT_EQ(problem, "");
+}

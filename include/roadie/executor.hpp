@@ -121,7 +121,8 @@ class Executor {
   /// - TimeoutExpired: not ready within `timeout` (the process is stopped).
   Executor& start();
   /// start() that can be cancelled: when `cancel` is requested during the
-  /// start, the process is killed and Cancelled is thrown.
+  /// start, the process gets its stop escalation (stop signal, grace, kill
+  /// signal) and Cancelled is thrown.
   Executor& start(std::stop_token cancel);
   /// Stops the service (stop signal, `stop_timeout`, kill signal). No effect if
   /// it was never started or this run was already stopped (or failed to

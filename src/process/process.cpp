@@ -122,8 +122,11 @@ std::optional<ExitStatus> Process::wait_for_ns(std::chrono::nanoseconds timeout)
 
 void Process::signal(int sig) const {
   auto& s = *state_;
-  std::lock_guard lock(s.stop_mutex);
-  if (s.stopped) return;  // reaped: the pid may be a stranger's
+  // Under the state's mutex (never stop()'s, which a stop waiting for the
+  // event loop holds: a loop callback may signal): the runtime sets
+  // `released` under it before it closes the pidfd.
+  std::lock_guard lock(s.mutex);
+  if (s.released || s.pidfd < 0) return;  // reaped: the pid may be a stranger's
   // While the leader is our unreaped child (alive or a zombie) it reserves
   // its pid and so its group id. Once somebody else reaped it, the group id
   // may be a stranger's: only the leader's pidfd is used, which can never
@@ -363,6 +366,19 @@ ExitStatus Process::stop(const StopOptions& options) {
                 e.what() + ". Its process group was killed; descendants that left it may still run.");
   }
   runtime_->fill_reserve();
+  // Somebody else reaped the leader while we stopped it (the event loop then
+  // left the publishing to us): no status to be had, but waiters must not
+  // wait for ever.
+  if (!status && !exit_status() &&
+      detail::peek_child(s.pidfd).state == detail::ChildState::not_ours) {
+    {
+      std::lock_guard lock(s.mutex);
+      s.reaped_elsewhere = true;
+    }
+    detail::log().warn("{} (pid {}) was reaped by someone else; its exit status is lost", s.name,
+                       s.pid);
+    status = ExitStatus::exited(-1);
+  }
   // Drain and close the pipes first: when the exit is published, all the
   // output is in (as when the event loop publishes it).
   runtime_->release(state_);

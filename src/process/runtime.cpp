@@ -220,14 +220,12 @@ class Adoptee : public std::enable_shared_from_this<Adoptee> {
                       });
   }
   pid_t pid() const { return pid_; }
-  // Reaps and closes now if it has exited (the exit handler then finds the
-  // descriptor closed). Returns whether it did.
-  bool finish_if_exited() {
-    if (!has_exited(pidfd_.native_handle())) return false;
+  bool exited() { return has_exited(pidfd_.native_handle()); }
+  // Reaps and closes it (the exit handler then finds the descriptor closed).
+  void finish() {
     reap_pidfd(pidfd_.native_handle());
     std::error_code ignored;
     pidfd_.close(ignored);
-    return true;
   }
 
  private:
@@ -361,10 +359,14 @@ std::shared_ptr<ProcessState> RuntimeImpl::spawn(const Command& command, Process
     RunRecord run;
     run.state = state;
     run.leader = child.pid;
-    if (state->pidfd >= 0) {
+    // Its start time, for attributing orphans; "now" if it cannot be read
+    // (out of descriptors: the child is already ours and must be watched).
+    run.start = ticks_now();
+    try {
       if (auto stat = proc_stat(child.pid)) run.start = stat->start;
+    } catch (const std::system_error&) {
     }
-    loop_->runs.push_back(std::move(run));
+    if (state->pidfd >= 0) loop_->runs.push_back(std::move(run));
     watch->start();
     arm_scan();
   });
@@ -375,20 +377,36 @@ void RuntimeImpl::release(const std::shared_ptr<ProcessState>& state) {
   loop_->run(on_loop_thread(), [&] {
     auto it = loop_->watches.find(state.get());
     if (it == loop_->watches.end()) return;
-    it->second->release();
+    // Out of the table first: releasing drains the pipes, and a subscriber may
+    // spawn (and so change the table) meanwhile.
+    auto watch = std::move(it->second);
     loop_->watches.erase(it);
-    loop_->leaders.erase(state->pid);
     {
-      std::lock_guard lock(seen_mutex_);
-      loop_->seen_children.erase(state->pid);
+      std::lock_guard lock(state->mutex);
+      state->released = true;  // Process::signal() no longer uses the pidfd
     }
-    if (watchdog_) watchdog_->forget(state->pid);
+    watch->release();
+    bool reaped_elsewhere;
+    {
+      std::lock_guard lock(state->mutex);
+      reaped_elsewhere = state->reaped_elsewhere;
+    }
+    // A pid reaped by someone else may be another process's now (even one of
+    // ours): its bookkeeping is left alone.
+    if (!reaped_elsewhere) {
+      loop_->leaders.erase(state->pid);
+      {
+        std::lock_guard lock(seen_mutex_);
+        loop_->seen_children.erase(state->pid);
+      }
+      if (watchdog_) watchdog_->forget(state->pid);
+    }
     // Its run ends now. Ended runs stay candidates for orphans that started
     // during them for a while (a straggler re-parented late), then go: the
     // list stays short, and so does every look at it.
     const auto now = ticks_now();
     auto run = std::find_if(loop_->runs.rbegin(), loop_->runs.rend(),
-                            [&](const RunRecord& r) { return r.leader == state->pid && !r.end; });
+                            [&](const RunRecord& r) { return r.state.lock() == state; });
     if (run != loop_->runs.rend()) run->end = now;
     static const auto keep = static_cast<unsigned long long>(10 * ::sysconf(_SC_CLK_TCK));
     std::erase_if(loop_->runs, [&](const RunRecord& r) {
@@ -405,11 +423,11 @@ void RuntimeImpl::release(const std::shared_ptr<ProcessState>& state) {
     }
     for (pid_t pid : ended) {
       auto a = loop_->adoptees.find(pid);
-      if (a == loop_->adoptees.end() || !a->second->finish_if_exited()) continue;
-      {
-        std::lock_guard lock(orphans_mutex_);
-        orphans_.erase(pid);
-      }
+      if (a == loop_->adoptees.end() || !a->second->exited()) continue;
+      // Out of the table before its pidfd closes: a concurrent stop() must
+      // never duplicate a descriptor number that is about to be reused.
+      drop_orphan(pid);
+      a->second->finish();
       forget_adoptee(pid);
     }
   });
@@ -432,7 +450,8 @@ void RuntimeImpl::arm_scan() {
   });
 }
 
-std::vector<pid_t> RuntimeImpl::scan_children() {
+std::vector<pid_t> RuntimeImpl::scan_children(pid_t exited,
+                                              std::vector<std::weak_ptr<ProcessState>> link) {
   const pid_t our_group = ::getpgrp();
   const auto children = own_children();
   // Forget children that are gone, so that a recycled pid is looked at again.
@@ -453,7 +472,15 @@ std::vector<pid_t> RuntimeImpl::scan_children() {
     const auto stat = proc_stat(child);
     std::vector<std::weak_ptr<ProcessState>> candidates;
     // The test binary's own children (std::system, popen...) stay in its group.
-    if (stat && stat->pgrp != our_group) candidates = attribute(child, *stat, this_process);
+    if (stat && stat->pgrp != our_group) {
+      // Left behind by an adopted orphan that just exited (its session or
+      // group): that orphan's services.
+      if (!link.empty() && (stat->session == exited || stat->pgrp == exited)) {
+        candidates = link;
+      } else {
+        candidates = attribute(child, *stat, this_process);
+      }
+    }
     UniqueFd pidfd;
     if (!candidates.empty()) {
       std::error_code ec;
@@ -463,11 +490,16 @@ std::vector<pid_t> RuntimeImpl::scan_children() {
                                         ": an orphan of a service cannot be held");
       }
     }
-    {
+    // Marked as looked at only once it is in the adoption table: stop()'s
+    // fast path trusts "looked at" to mean "in the table if an orphan".
+    auto mark_seen = [&] {
       std::lock_guard lock(seen_mutex_);
       loop_->seen_children.insert(child);
+    };
+    if (!pidfd.valid()) {  // gone, or no service could have started it
+      mark_seen();
+      continue;
     }
-    if (!pidfd.valid()) continue;  // gone, or no service could have started it
     if (candidates.size() > 1) {
       std::string names;
       for (const auto& c : candidates) {
@@ -478,13 +510,14 @@ std::vector<pid_t> RuntimeImpl::scan_children() {
           "started while {} were running); it is guarded, and stopped with the last of them",
           child, process_name(child), names);
     }
-    auto adoptee = std::make_shared<Adoptee>(*this, loop_->io, child, pidfd.get());
+    const int fd = pidfd.get();
+    auto adoptee = std::make_shared<Adoptee>(*this, loop_->io, child, pidfd.release());
     {
       std::lock_guard lock(orphans_mutex_);
-      orphans_[child] = Orphan{pidfd.get(), std::move(candidates)};
+      orphans_[child] = Orphan{fd, std::move(candidates)};
     }
-    (void)pidfd.release();  // the adoptee owns it now
     loop_->adoptees.emplace(child, adoptee);
+    mark_seen();
     if (watchdog_) watchdog_->guard(child);
     adoptee->start();
   }
@@ -609,18 +642,28 @@ pid_t RuntimeImpl::watchdog_pid() const noexcept {
 
 void Adoptee::on_exit() {
   // Out of the table before it is reaped: once reaped, its pid may be a
-  // stranger's, and stop() must no longer find it.
-  runtime_.drop_orphan(pid_);
+  // stranger's, and stop() must no longer find it. Its attribution stays as
+  // a link for the look below: the children it leaves (a double fork's
+  // grandchild, in its session or group) are its services' too.
+  auto link = runtime_.drop_orphan(pid_);
   // Ours to reap: it was re-parented to us.
   reap_pidfd(pidfd_.native_handle());
   auto self = shared_from_this();  // keep alive while the table lets go
   runtime_.forget_adoptee(pid_);
-  runtime_.scan_children();  // its own children are orphans now
+  try {
+    runtime_.scan_children(pid_, std::move(link));  // its children are orphans now
+  } catch (const std::exception& e) {
+    log().error("pid {}: looking for its orphans: {}", pid_, e.what());
+  }
 }
 
-void RuntimeImpl::drop_orphan(pid_t pid) {
+std::vector<std::weak_ptr<ProcessState>> RuntimeImpl::drop_orphan(pid_t pid) {
   std::lock_guard lock(orphans_mutex_);
-  orphans_.erase(pid);
+  auto it = orphans_.find(pid);
+  if (it == orphans_.end()) return {};
+  auto candidates = std::move(it->second.candidates);
+  orphans_.erase(it);
+  return candidates;
 }
 
 bool ProcessState::publish_exit(ExitStatus s) {

@@ -53,6 +53,7 @@ struct ProcessState {
   bool reaping = false;              // stop() is about to reap the leader
   bool reaped_elsewhere = false;     // someone else reaped it: its pid is not ours
   bool exited_before_stop = false;   // the exit was known when stop() began
+  bool released = false;             // the runtime let go of its pidfd (under mutex)
   std::uint64_t exit_seq = UINT64_MAX;  // output().next_seq() when the exit was published
   std::atomic<bool> kill_signal_sent{false};  // stop()'s escalation or kill() sent it
   std::chrono::steady_clock::time_point exit_seen;
@@ -99,7 +100,10 @@ class RuntimeImpl {
   /// guarded by the watchdog and reaped when it exits. Runs at every exit of
   /// a supervised or adopted process, every 50 ms while anything runs, and on
   /// demand. Returns the children it looked at.
-  std::vector<pid_t> scan_children();
+  /// `exited` and `link`: an adopted orphan that just exited, and its
+  /// attribution, which the children it leaves in its session or group get.
+  std::vector<pid_t> scan_children(pid_t exited = 0,
+                                   std::vector<std::weak_ptr<ProcessState>> link = {});
   /// scan_children() on the loop thread, from any thread; returns when done,
   /// with the children it looked at (one look serves the caller too).
   std::vector<pid_t> scan_children_now();
@@ -124,8 +128,9 @@ class RuntimeImpl {
   /// True when `state` is the one to end `orphan`: its only candidate, or
   /// among its candidates with every other one gone or stopping.
   static bool belongs(const Orphan& orphan, const ProcessState& state);
-  /// Takes an orphan out of the table (before it is reaped).
-  void drop_orphan(pid_t pid);
+  /// Takes an orphan out of the table (before it is reaped); returns its
+  /// attribution.
+  std::vector<std::weak_ptr<ProcessState>> drop_orphan(pid_t pid);
 
   /// Descriptors held in reserve for stop(): when the process has none left,
   /// stop() closes the reserve and looks again, instead of stopping blind.

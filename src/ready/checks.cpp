@@ -338,7 +338,7 @@ class CompositeCheck final : public Check {
     Process& process;
     std::vector<Part> parts;
     bool attempt(Clock::time_point deadline) override {
-      const bool running = process.running();
+      const bool running = !process.exited_now();
       bool every = true;
       for (auto& part : parts) {
         if (!part.satisfied && part.probe->attempt(deadline)) {
