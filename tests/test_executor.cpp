@@ -57,7 +57,11 @@ long long readiness_lag_ns(const Executor& e, const std::string& stamped, long l
 // cap (2 ms), and far below the 500 ms that a slow back-off would take.
 constexpr auto kEventDelay = std::chrono::milliseconds(600);
 
-void expect_seen_soon(const Executor& e, const std::string& stamped, long long returned_ns) {
+// Starts `e` and expects start() to return soon after the child's own stamp
+// (a line matching `stamped`, its group 1 the CLOCK_MONOTONIC nanoseconds).
+void expect_ready_soon(Executor& e, const std::string& stamped) {
+  e.start();
+  const long long returned_ns = roadie::testing::monotonic_ns();
   const long long lag = readiness_lag_ns(e, stamped, returned_ns);
   ASSERT_GE(lag, 0) << "no stamp /" << stamped
                     << "/ in the output, or start() returned before it:\n"
@@ -674,9 +678,7 @@ TEST_F(ExecutorTest, TcpReadinessIsSeenSoonAfterTheListen) {
   TcpExecutor e(Command{child("child_listen"), "tcp:" + std::to_string(port), "--delay-ms",
                         std::to_string(kEventDelay.count()), "--stamp"},
                 "127.0.0.1", port, with_timeout(30s));
-  e.start();
-  const long long returned = roadie::testing::monotonic_ns();
-  expect_seen_soon(e, "listening at (\\d+)", returned);
+  expect_ready_soon(e, "listening at (\\d+)");
 }
 
 TEST_F(ExecutorTest, UnixSocketReadinessIsSeenSoonAfterTheListen) {
@@ -685,9 +687,7 @@ TEST_F(ExecutorTest, UnixSocketReadinessIsSeenSoonAfterTheListen) {
   UnixSocketExecutor e(Command{child("child_listen"), "unix:" + socket.string(), "--delay-ms",
                                std::to_string(kEventDelay.count()), "--stamp"},
                        socket, with_timeout(30s));
-  e.start();
-  const long long returned = roadie::testing::monotonic_ns();
-  expect_seen_soon(e, "listening at (\\d+)", returned);
+  expect_ready_soon(e, "listening at (\\d+)");
 }
 
 TEST_F(ExecutorTest, HttpReadinessIsSeenSoonAfterTheServerListens) {
@@ -695,18 +695,14 @@ TEST_F(ExecutorTest, HttpReadinessIsSeenSoonAfterTheServerListens) {
   HttpExecutor e(Command{child("child_http"), std::to_string(port), "--delay-ms",
                          std::to_string(kEventDelay.count()), "--stamp"},
                  "http://127.0.0.1:" + std::to_string(port) + "/health", with_timeout(30s));
-  e.start();
-  const long long returned = roadie::testing::monotonic_ns();
-  expect_seen_soon(e, "serving at (\\d+)", returned);
+  expect_ready_soon(e, "serving at (\\d+)");
 }
 
 TEST_F(ExecutorTest, BannerIsSeenSoonAfterItIsWritten) {
   OutputExecutor e(Command{child("child_banner"), "--delay-ms", std::to_string(kEventDelay.count()),
                            "--text", "up", "--stamp"},
                    "^up at", with_timeout(30s));
-  e.start();
-  const long long returned = roadie::testing::monotonic_ns();
-  expect_seen_soon(e, "up at (\\d+)", returned);
+  expect_ready_soon(e, "up at (\\d+)");
 }
 
 TEST_F(ExecutorTest, PidFileIsSeenSoonAfterItIsWritten) {
@@ -716,9 +712,7 @@ TEST_F(ExecutorTest, PidFileIsSeenSoonAfterItIsWritten) {
   PidExecutor e(Command{child("child_pidfile"), file.string(), "--delay-ms",
                         std::to_string(kEventDelay.count()), "--stamp"},
                 file, with_timeout(30s));
-  e.start();
-  const long long returned = roadie::testing::monotonic_ns();
-  expect_seen_soon(e, "written at (\\d+)", returned);
+  expect_ready_soon(e, "written at (\\d+)");
 }
 
 // --- stopped() scope and events ----------------------------------------------------------

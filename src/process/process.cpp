@@ -24,6 +24,17 @@ const std::string& empty_string() {
   return empty;
 }
 
+// Signals the leader's process group while the leader, our unreaped child
+// (alive or a zombie), reserves its pid and so the group id; otherwise (or if
+// the group is gone) the leader alone, through its pidfd, which can never
+// reach a stranger that reused the pid. The leader is in its group: setsid()
+// is refused to a group leader.
+void signal_group(const detail::ProcessState& s, int sig) {
+  const bool reserved =
+      s.pidfd >= 0 && detail::peek_child(s.pidfd).state != detail::ChildState::not_ours;
+  if (!reserved || ::kill(-s.pid, sig) != 0) detail::send_signal(s.pidfd, sig);
+}
+
 }  // namespace
 
 Process::Process(std::shared_ptr<detail::RuntimeImpl> runtime,
@@ -127,15 +138,7 @@ void Process::signal(int sig) const {
   // `released` under it before it closes the pidfd.
   std::lock_guard lock(s.mutex);
   if (s.released || s.pidfd < 0) return;  // reaped: the pid may be a stranger's
-  // While the leader is our unreaped child (alive or a zombie) it reserves
-  // its pid and so its group id. Once somebody else reaped it, the group id
-  // may be a stranger's: only the leader's pidfd is used, which can never
-  // reach another process.
-  if (detail::peek_child(s.pidfd).state != detail::ChildState::not_ours) {
-    ::kill(-s.pid, sig);
-  } else {
-    detail::send_signal(s.pidfd, sig);
-  }
+  signal_group(s, sig);
 }
 
 Subscription Process::on_exit(std::function<void(const ExitStatus&)> fn) const {
@@ -252,12 +255,10 @@ class Stopper {
     return detail::reap_pidfd(s_.pidfd, /*block=*/!gave_up || alive().empty());
   }
 
-  // The kill signal to the leader's group, which needs no descriptor.
+  // The kill signal to the leader's group, which needs no new descriptor.
   void kill_group() {
     s_.kill_signal_sent.store(true);
-    if (detail::peek_child(s_.pidfd).state != detail::ChildState::not_ours) {
-      ::kill(-s_.pid, options_.kill_signal);
-    }
+    signal_group(s_, options_.kill_signal);
   }
 
  private:
@@ -292,13 +293,7 @@ class Stopper {
 
   void signal_everyone() {
     if (signal_ == options_.kill_signal) s_.kill_signal_sent.store(true);
-    // The leader is in its group (setsid() is refused to a group leader). The
-    // group is signalled only while the leader, our unreaped child, reserves
-    // its id; otherwise its pidfd (which cannot reach a stranger) and the
-    // tracked members' pidfds do.
-    const bool group_reserved =
-        detail::peek_child(s_.pidfd).state != detail::ChildState::not_ours;
-    if (!group_reserved || ::kill(-s_.pid, signal_) != 0) detail::send_signal(s_.pidfd, signal_);
+    signal_group(s_, signal_);
     for (auto& [pid, pidfd] : tracked_) detail::send_signal(pidfd.get(), signal_);
   }
 
@@ -371,13 +366,7 @@ ExitStatus Process::stop(const StopOptions& options) {
   // wait for ever.
   if (!status && !exit_status() &&
       detail::peek_child(s.pidfd).state == detail::ChildState::not_ours) {
-    {
-      std::lock_guard lock(s.mutex);
-      s.reaped_elsewhere = true;
-    }
-    detail::log().warn("{} (pid {}) was reaped by someone else; its exit status is lost", s.name,
-                       s.pid);
-    status = ExitStatus::exited(-1);
+    status = s.mark_reaped_elsewhere();
   }
   // Drain and close the pipes first: when the exit is published, all the
   // output is in (as when the event loop publishes it).

@@ -35,6 +35,27 @@ namespace {
 // Reads (of 64 KiB) per pipe per wake-up of the event loop.
 constexpr int kReadsPerWakeup = 16;
 
+// Waits on `pidfd` until the kernel says the child exited, then calls
+// `exited(peek)`; `wanted()` false drops the wait (released). A wake-up alone
+// is not an exit: the reactor can deliver a readiness event that was queued
+// for a descriptor since closed (a released process) to the descriptor that
+// took its number, so each wake-up is checked and the wait armed again while
+// the child runs. `owner` (which holds `pidfd`) is kept alive meanwhile.
+template <class Owner, class Wanted, class Exited>
+void await_exit(asio::posix::stream_descriptor& pidfd, std::shared_ptr<Owner> owner, Wanted wanted,
+                Exited exited) {
+  pidfd.async_wait(asio::posix::descriptor_base::wait_read,
+                   [&pidfd, owner, wanted, exited](std::error_code ec) {
+                     if (ec || !wanted()) return;
+                     const ChildPeek peek = peek_child(pidfd.native_handle());
+                     if (peek.state == ChildState::running) {
+                       await_exit(pidfd, owner, wanted, exited);
+                     } else {
+                       exited(peek);
+                     }
+                   });
+}
+
 // Watches one child: its two pipes and its pidfd. Lives on the loop thread,
 // kept alive by its pending operations and by the runtime's table.
 class Watch : public std::enable_shared_from_this<Watch> {
@@ -49,7 +70,10 @@ class Watch : public std::enable_shared_from_this<Watch> {
     read(Stream::out);
     read(Stream::err);
     if (pidfd_.is_open()) {
-      wait_exit();
+      Watch* self = this;
+      await_exit(
+          pidfd_, shared_from_this(), [self] { return self->state_ != nullptr; },
+          [self](const ChildPeek& peek) { self->on_exit(peek); });
     } else {
       // Reaped by someone else before a pidfd could hold it (SIGCHLD
       // ignored, a waitpid(-1) loop): it has exited, and what it wrote is in
@@ -117,26 +141,6 @@ class Watch : public std::enable_shared_from_this<Watch> {
     return true;
   }
 
-  void wait_exit() {
-    pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
-                      [self = shared_from_this()](std::error_code ec) {
-                        if (!ec && self->state_) self->on_wake();
-                      });
-  }
-
-  // A wake-up is not an exit: the reactor can deliver a readiness event that
-  // was queued for a descriptor since closed (a released process) to the
-  // descriptor that took its number. Ask the kernel, and wait again if the
-  // child is still running.
-  void on_wake() {
-    const ChildPeek peek = peek_child(pidfd_.native_handle());
-    if (peek.state == ChildState::running) {
-      wait_exit();
-      return;
-    }
-    on_exit(peek);
-  }
-
   void on_exit(const ChildPeek& peek) {
     // Held here: a callback below may drop the last Process, whose stop()
     // releases this watch (and its reference) meanwhile.
@@ -167,16 +171,8 @@ class Watch : public std::enable_shared_from_this<Watch> {
       // stop() reaped it first: stop() publishes.
       if (state->reaping) return;
     }
-    // Somebody else reaped our child (waitpid(-1), SIGCHLD ignored): no status
-    // to be had, but waiters must not wait for ever. From now on its pid may
-    // be a stranger's: nothing signals it (see Process::signal, stop()).
-    {
-      std::lock_guard lock(state->mutex);
-      state->reaped_elsewhere = true;
-    }
-    log().warn("{} (pid {}) was reaped by someone else; its exit status is lost", state->name,
-               state->pid);
-    state->publish_exit(ExitStatus::exited(-1));
+    // Somebody else reaped our child (waitpid(-1), SIGCHLD ignored).
+    state->publish_exit(state->mark_reaped_elsewhere());
     // Nothing after the exit callbacks: one of them may have dropped the
     // process, releasing this watch (and perhaps the runtime).
   }
@@ -208,18 +204,11 @@ class Adoptee : public std::enable_shared_from_this<Adoptee> {
       : runtime_(runtime), pid_(pid), pidfd_(io, pidfd) {}
 
   void start() {
-    pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
-                      [self = shared_from_this()](std::error_code ec) {
-                        if (ec || !self->pidfd_.is_open()) return;
-                        // A stale wake-up (see Watch::on_wake) is not an exit.
-                        if (peek_child(self->pidfd_.native_handle()).state == ChildState::running) {
-                          self->start();
-                        } else {
-                          self->on_exit();
-                        }
-                      });
+    Adoptee* self = this;
+    await_exit(
+        pidfd_, shared_from_this(), [self] { return self->pidfd_.is_open(); },
+        [self](const ChildPeek&) { self->on_exit(); });
   }
-  pid_t pid() const { return pid_; }
   bool exited() { return has_exited(pidfd_.native_handle()); }
   // Reaps and closes it (the exit handler then finds the descriptor closed).
   void finish() {
@@ -381,16 +370,13 @@ void RuntimeImpl::release(const std::shared_ptr<ProcessState>& state) {
     // spawn (and so change the table) meanwhile.
     auto watch = std::move(it->second);
     loop_->watches.erase(it);
-    {
-      std::lock_guard lock(state->mutex);
-      state->released = true;  // Process::signal() no longer uses the pidfd
-    }
-    watch->release();
     bool reaped_elsewhere;
     {
       std::lock_guard lock(state->mutex);
+      state->released = true;  // Process::signal() no longer uses the pidfd
       reaped_elsewhere = state->reaped_elsewhere;
     }
+    watch->release();
     // A pid reaped by someone else may be another process's now (even one of
     // ours): its bookkeeping is left alone.
     if (!reaped_elsewhere) {
@@ -450,8 +436,7 @@ void RuntimeImpl::arm_scan() {
   });
 }
 
-std::vector<pid_t> RuntimeImpl::scan_children(pid_t exited,
-                                              std::vector<std::weak_ptr<ProcessState>> link) {
+std::vector<pid_t> RuntimeImpl::scan_children() {
   const pid_t our_group = ::getpgrp();
   const auto children = own_children();
   // Forget children that are gone, so that a recycled pid is looked at again.
@@ -472,15 +457,7 @@ std::vector<pid_t> RuntimeImpl::scan_children(pid_t exited,
     const auto stat = proc_stat(child);
     std::vector<std::weak_ptr<ProcessState>> candidates;
     // The test binary's own children (std::system, popen...) stay in its group.
-    if (stat && stat->pgrp != our_group) {
-      // Left behind by an adopted orphan that just exited (its session or
-      // group): that orphan's services.
-      if (!link.empty() && (stat->session == exited || stat->pgrp == exited)) {
-        candidates = link;
-      } else {
-        candidates = attribute(child, *stat, this_process);
-      }
-    }
+    if (stat && stat->pgrp != our_group) candidates = attribute(child, *stat, this_process);
     UniqueFd pidfd;
     if (!candidates.empty()) {
       std::error_code ec;
@@ -576,9 +553,9 @@ std::vector<pid_t> RuntimeImpl::scan_children_now() {
   return loop_->run(on_loop_thread(), [&] { return scan_children(); });
 }
 
-void RuntimeImpl::begin_stop(const ProcessState& state) {
+void RuntimeImpl::begin_stop(ProcessState& state) {
   std::lock_guard lock(orphans_mutex_);
-  const_cast<ProcessState&>(state).stop_begun = true;
+  state.stop_begun = true;
 }
 
 bool RuntimeImpl::belongs(const Orphan& orphan, const ProcessState& state) {
@@ -641,29 +618,35 @@ pid_t RuntimeImpl::watchdog_pid() const noexcept {
 }
 
 void Adoptee::on_exit() {
-  // Out of the table before it is reaped: once reaped, its pid may be a
-  // stranger's, and stop() must no longer find it. Its attribution stays as
-  // a link for the look below: the children it leaves (a double fork's
-  // grandchild, in its session or group) are its services' too.
-  auto link = runtime_.drop_orphan(pid_);
-  // Ours to reap: it was re-parented to us.
-  reap_pidfd(pidfd_.native_handle());
   auto self = shared_from_this();  // keep alive while the table lets go
-  runtime_.forget_adoptee(pid_);
+  // Its children are orphans now. Looked for while it is still an unreaped
+  // zombie, holding its pid and so its session and group ids: the children
+  // it left in them (a double fork's grandchild) are linked to its services
+  // by its entry in the table.
   try {
-    runtime_.scan_children(pid_, std::move(link));  // its children are orphans now
+    runtime_.scan_children();
   } catch (const std::exception& e) {
     log().error("pid {}: looking for its orphans: {}", pid_, e.what());
   }
+  // Out of the table before it is reaped: once reaped, its pid may be a
+  // stranger's, and stop() must no longer find it.
+  runtime_.drop_orphan(pid_);
+  reap_pidfd(pidfd_.native_handle());  // ours to reap: it was re-parented to us
+  runtime_.forget_adoptee(pid_);
 }
 
-std::vector<std::weak_ptr<ProcessState>> RuntimeImpl::drop_orphan(pid_t pid) {
+void RuntimeImpl::drop_orphan(pid_t pid) {
   std::lock_guard lock(orphans_mutex_);
-  auto it = orphans_.find(pid);
-  if (it == orphans_.end()) return {};
-  auto candidates = std::move(it->second.candidates);
-  orphans_.erase(it);
-  return candidates;
+  orphans_.erase(pid);
+}
+
+ExitStatus ProcessState::mark_reaped_elsewhere() {
+  {
+    std::lock_guard lock(mutex);
+    reaped_elsewhere = true;
+  }
+  log().warn("{} (pid {}) was reaped by someone else; its exit status is lost", name, pid);
+  return ExitStatus::exited(-1);
 }
 
 bool ProcessState::publish_exit(ExitStatus s) {

@@ -69,6 +69,12 @@ struct ProcessState {
   std::mutex stop_mutex;
   bool stopped = false;
 
+  /// Somebody else reaped it (waitpid(-1), SIGCHLD ignored): notes that its
+  /// pid may be a stranger's from now on (nothing signals it), warns, and
+  /// returns the status to publish, "exited with code -1", so that waiters
+  /// never wait for ever.
+  ExitStatus mark_reaped_elsewhere();
+
   /// Records the exit status (first caller wins), wakes waiters, runs the exit
   /// callbacks on this thread. Returns false if it was already known.
   bool publish_exit(ExitStatus s);
@@ -100,10 +106,7 @@ class RuntimeImpl {
   /// guarded by the watchdog and reaped when it exits. Runs at every exit of
   /// a supervised or adopted process, every 50 ms while anything runs, and on
   /// demand. Returns the children it looked at.
-  /// `exited` and `link`: an adopted orphan that just exited, and its
-  /// attribution, which the children it leaves in its session or group get.
-  std::vector<pid_t> scan_children(pid_t exited = 0,
-                                   std::vector<std::weak_ptr<ProcessState>> link = {});
+  std::vector<pid_t> scan_children();
   /// scan_children() on the loop thread, from any thread; returns when done,
   /// with the children it looked at (one look serves the caller too).
   std::vector<pid_t> scan_children_now();
@@ -112,7 +115,7 @@ class RuntimeImpl {
 
   /// stop() of `state` has begun: orphans it shares with other services go to
   /// the last of them to stop.
-  void begin_stop(const ProcessState& state);
+  void begin_stop(ProcessState& state);
   /// The adopted orphans that stop() of `state` must end, each with its own
   /// pidfd (a duplicate: valid even after the orphan is reaped, and never a
   /// stranger's).
@@ -128,9 +131,8 @@ class RuntimeImpl {
   /// True when `state` is the one to end `orphan`: its only candidate, or
   /// among its candidates with every other one gone or stopping.
   static bool belongs(const Orphan& orphan, const ProcessState& state);
-  /// Takes an orphan out of the table (before it is reaped); returns its
-  /// attribution.
-  std::vector<std::weak_ptr<ProcessState>> drop_orphan(pid_t pid);
+  /// Takes an orphan out of the table (before it is reaped).
+  void drop_orphan(pid_t pid);
 
   /// Descriptors held in reserve for stop(): when the process has none left,
   /// stop() closes the reserve and looks again, instead of stopping blind.
