@@ -229,11 +229,12 @@ struct Executor::Impl final : ready::ProbeContext {
     for (int fd : probe->wake_fds()) polls.push_back({fd, POLLIN, 0});
     std::chrono::microseconds interval(1000);
     for (;;) {
-      // A check that passes only after the process exited does not make it
-      // ready (a daemonizing leader whose daemon wrote the pid file), unless
-      // the probe saw its event while the process ran.
-      const bool exited_before = proc->exited_now();
-      if (probe->attempt(deadline) && (!exited_before || probe->seen_before_exit())) return;
+      // Ready when the check passed while the process ran: it still runs
+      // once the check has passed (the kernel's view, asked after the
+      // attempt), or the probe saw its event before the exit (a one-shot's
+      // banner). A daemonizing leader exits before its daemon writes the pid
+      // file (2 ms for redis), so it is never taken for ready.
+      if (probe->attempt(deadline) && (!proc->exited_now() || probe->seen_before_exit())) return;
       if (auto status = proc->exit_status()) {
         auto failure = probe->last_failure();
         probe.reset();
