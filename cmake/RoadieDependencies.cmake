@@ -32,3 +32,6 @@ pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
 
 # JSON for traces (Chrome/Perfetto) and machine-readable status.
 find_package(nlohmann_json 3 REQUIRED CONFIG)
+
+# YAML: the hook bus's `plugins:` section and the stack file.
+find_package(yaml-cpp REQUIRED CONFIG)

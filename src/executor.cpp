@@ -190,7 +190,8 @@ struct Executor::Impl final : ready::ProbeContext {
           " It exited with code 0 before it was ready: a service that daemonizes itself must be"
           " run in the foreground.";
     }
-    throw ProcessExitedWithError(message + " " + last_output(proc->output()), status.code());
+    throw ProcessExitedWithError(message + " " + last_output(proc->output()), status, name,
+                                 proc->output().excerpt(20));
   }
 
   [[noreturn]] void fail_cancelled(std::chrono::nanoseconds waited, bool by_stop, bool by_kill) {
@@ -427,7 +428,7 @@ Executor& Executor::stop() {
             (before ? " before stop() was called" : "") + "; expected exit codes: " + expected +
             ", or " + signal_name(d.options.stop_signal) + ". " +
             last_output(d.proc->output()),
-        status.code());
+        status, d.name, d.proc->output().excerpt(20));
   }
   return *this;
 }

@@ -8,6 +8,8 @@
 #include <string>
 #include <system_error>
 
+#include "roadie/exit_status.hpp"
+
 namespace roadie {
 
 /// Base of every roadie exception.
@@ -53,28 +55,81 @@ class AlreadyRunning : public Error {
   using Error::Error;
 };
 
-/// The process exited while it was being started (before it became ready).
-class ProcessExitedWithError : public Error {
+/// A process ended in a way its caller did not accept. Carries what upper
+/// layers need as fields, so nobody has to parse the message: the exit status,
+/// the service's name and the last lines of its output (each prefixed with
+/// "  [stdout] " or "  [stderr] ", as in the message).
+class ProcessError : public Error {
  public:
-  ProcessExitedWithError(std::string message, int exit_code)
-      : Error(std::move(message)), exit_code_(exit_code) {}
+  ProcessError(std::string message, ExitStatus status, std::string service, std::string excerpt)
+      : Error(std::move(message)),
+        status_(status),
+        service_(std::move(service)),
+        excerpt_(std::move(excerpt)) {}
+
+  const ExitStatus& status() const noexcept { return status_; }
   /// The exit code, or -N when the process was killed by signal N.
-  int exit_code() const noexcept { return exit_code_; }
+  int exit_code() const noexcept { return status_.code(); }
+  /// The executor's name (ExecutorOptions::name), or the program's file name.
+  const std::string& service() const noexcept { return service_; }
+  /// The last lines of output, prefixed; empty when there were none.
+  const std::string& excerpt() const noexcept { return excerpt_; }
 
  private:
-  int exit_code_;
+  ExitStatus status_;
+  std::string service_;
+  std::string excerpt_;
+};
+
+/// The process exited while it was being started (before it became ready).
+class ProcessExitedWithError : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
 };
 
 /// Stopping the process saw an exit status that is not among the expected ones.
-class ProcessFinishedWithError : public Error {
+class ProcessFinishedWithError : public ProcessError {
  public:
-  ProcessFinishedWithError(std::string message, int exit_code)
-      : Error(std::move(message)), exit_code_(exit_code) {}
-  /// The exit code, or -N when the process was killed by signal N.
-  int exit_code() const noexcept { return exit_code_; }
+  using ProcessError::ProcessError;
+};
+
+/// A scheduler's run failed (RunReport::throw_if_failed), or its graph is
+/// invalid (Scheduler::run, Scheduler::validate).
+class SchedulerError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A configuration file (a stack file, a `plugins:` section) is wrong. The
+/// message starts with "FILE:LINE:COLUMN: " and names the key; the parts are
+/// fields too. `line` and `column` count from 1; 0 when unknown (a document
+/// built in memory has no file: `file` is then "<memory>").
+class ConfigError : public Error {
+ public:
+  ConfigError(std::string file, int line, int column, std::string key, const std::string& what)
+      : Error(locate(file, line, column) + (key.empty() ? "" : key + ": ") + what),
+        file_(std::move(file)),
+        line_(line),
+        column_(column),
+        key_(std::move(key)) {}
+
+  const std::string& file() const noexcept { return file_; }
+  int line() const noexcept { return line_; }
+  int column() const noexcept { return column_; }
+  /// The key at fault, as a dotted path ("plugins.logs.lines_before").
+  const std::string& key() const noexcept { return key_; }
 
  private:
-  int exit_code_;
+  static std::string locate(const std::string& file, int line, int column) {
+    std::string where = file.empty() ? std::string("<memory>") : file;
+    if (line > 0) where += ":" + std::to_string(line);
+    if (column > 0) where += ":" + std::to_string(column);
+    return where + ": ";
+  }
+  std::string file_;
+  int line_;
+  int column_;
+  std::string key_;
 };
 
 }  // namespace roadie

@@ -199,12 +199,6 @@ class RunReport {
   std::string label_;
 };
 
-/// The run failed (throw_if_failed), or the graph is invalid (run, validate).
-class SchedulerError : public Error {
- public:
-  using Error::Error;
-};
-
 /// Glyphs for list(): Unicode when the terminal's locale is UTF-8.
 enum class Glyphs { automatic, unicode, ascii };
 
