@@ -1,7 +1,7 @@
 // Prints "ready", then for each SIGUSR1 (trigger T, counting from 1) prints
 // LINES lines "trigger T line K", even K on stdout and odd K on stderr, and
-// then "trigger T done" on stdout. Runs until SIGTERM. Usage: child_trigger
-// [LINES]
+// then "trigger T done" on both streams (a reader that saw both has every line
+// of the trigger). Runs until SIGTERM. Usage: child_trigger [LINES]
 #include <signal.h>
 #include <unistd.h>
 
@@ -23,5 +23,6 @@ int main(int argc, char** argv) {
       std::fprintf(k % 2 == 0 ? stdout : stderr, "trigger %ld line %ld\n", trigger, k);
     }
     std::printf("trigger %ld done\n", trigger);
+    std::fprintf(stderr, "trigger %ld done\n", trigger);
   }
 }
