@@ -80,7 +80,7 @@ std::string normalise(std::string text) {
 
 // Window slots still held: after a run, anything but 0 is a slot a job kept.
 std::size_t slots_held(const Scheduler& s) {
-  const auto& impl = s.impl_for_output();
+  const auto& impl = roadie::detail::SchedulerImpl::of(s);
   std::lock_guard lock(impl.mutex);
   return impl.running;
 }

@@ -1,7 +1,7 @@
 // The scheduler: a DAG of jobs (callables) and services (executors) brought up
 // in parallel, with criticality, forever jobs, timeouts, a concurrency window,
 // nesting, a run report, listings, DOT and Chrome-trace output, and teardown
-// in reverse dependency order.
+// in reverse dependency order; observers that follow a run as it happens.
 #pragma once
 
 #include <any>
@@ -22,6 +22,7 @@
 #include "roadie/clock.hpp"
 #include "roadie/error.hpp"
 #include "roadie/executor.hpp"
+#include "roadie/subscription.hpp"
 
 namespace roadie {
 
@@ -45,6 +46,14 @@ enum class JobState {
   stopped,    ///< a service stopped at teardown
 };
 std::string_view to_string(JobState state) noexcept;
+
+/// What a job runs.
+enum class JobKind {
+  callable,   ///< Scheduler::add()
+  service,    ///< Scheduler::add_service()
+  scheduler,  ///< Scheduler::add_scheduler()
+};
+std::string_view to_string(JobKind kind) noexcept;
 
 /// Handed to every job: its cancellation, and a sleep that wakes on it. Used
 /// by the job's own thread; stop_requested() may be read from any thread.
@@ -82,8 +91,9 @@ struct JobOptions {
   /// require a forever job unless it is a service (then its readiness counts).
   bool forever = false;
   /// Own deadline from the job's start; stop is requested when it passes and
-  /// the job ends TIMED_OUT. Not scaled by time_scale(). A huge value
-  /// (`milliseconds::max()`) is no practical limit.
+  /// the job ends TIMED_OUT. Stretched by time_scale() (ROADIE_TIME_SCALE),
+  /// like the executors' timeouts. A huge value (`milliseconds::max()`) is no
+  /// practical limit: the deadline saturates, it never overflows.
   std::optional<std::chrono::milliseconds> timeout;
 };
 
@@ -92,8 +102,9 @@ struct SchedulerOptions {
   /// When nested: does this scheduler's failure fail the outer one?
   bool critical = true;
   /// Deadline for the whole run, from run(); when it passes the run is
-  /// aborted and its running jobs end TIMED_OUT. Not scaled by time_scale().
-  /// A huge value (`milliseconds::max()`) is no practical limit.
+  /// aborted and its running jobs end TIMED_OUT. Stretched by time_scale()
+  /// (ROADIE_TIME_SCALE). A huge value (`milliseconds::max()`) is no practical
+  /// limit: the deadline saturates, it never overflows.
   std::optional<std::chrono::milliseconds> timeout;
   /// At most this many jobs running at once (0: no limit). Forever jobs run
   /// beside the window: they end only after every other job, so a slot held
@@ -157,7 +168,8 @@ class Job {
   std::size_t index_ = 0;
 };
 
-/// Chains jobs: each requires the one before. `Sequence{a, b, c}`.
+/// Chains jobs: each requires the one before. `Sequence{a, b, c}`. An empty
+/// list throws SchedulerError.
 class Sequence {
  public:
   Sequence(std::initializer_list<Job> jobs);
@@ -187,6 +199,8 @@ class RunReport {
   /// One line per failed, skipped, cancelled or timed-out job.
   const std::vector<std::string>& failures() const noexcept { return failures_; }
   std::chrono::nanoseconds elapsed() const noexcept { return elapsed_; }
+  /// The scheduler's label (SchedulerOptions::label).
+  const std::string& label() const noexcept { return label_; }
   /// Throws SchedulerError listing every failure, if the run failed.
   void throw_if_failed() const;
 
@@ -197,6 +211,86 @@ class RunReport {
   std::vector<std::string> failures_;
   std::chrono::nanoseconds elapsed_{0};
   std::string label_;
+};
+
+/// A job required by another, as a JobView names it.
+struct JobRequirement {
+  std::size_t id = 0;  ///< the required job's id (same scheduler)
+  std::string label;
+  bool allow_failure = false;  ///< Job::require_allowing_failure()
+};
+
+/// A read-only copy of one job at one moment: what observers receive and what
+/// the listings are made of. Taken under the scheduler's lock, so its fields
+/// agree with each other; it does not change afterwards.
+struct JobView {
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  std::size_t id = 0;  ///< 1-based, in insertion order, within its own scheduler
+  /// Dotted ids from the observed scheduler down: "6" or, inside nested
+  /// scheduler job 6, "6.1".
+  std::string number;
+  std::string label;
+  /// Labels from the observed scheduler down, joined by '/': "db" for one of
+  /// its own jobs, "outer/inner/job" for a job of a scheduler nested twice.
+  std::string path;
+  std::size_t depth = 0;  ///< 0 for the observed scheduler's own jobs
+  JobKind kind = JobKind::callable;
+  bool critical = true;
+  bool forever = false;
+  JobState state = JobState::idle;
+  std::vector<JobRequirement> requirements;
+  std::optional<TimePoint> start_time;  ///< when it started running
+  std::optional<TimePoint> end_time;    ///< when it reached a final state (a service: ready)
+  /// Start to end, or to the moment of the view while it runs; zero if it never started.
+  std::chrono::nanoseconds duration{0};
+  /// A service that became ready: when (its end_time).
+  std::optional<TimePoint> ready_time;
+  /// A service: what its readiness check waits for ("banner /ready/").
+  std::string readiness;
+  /// The callable's return value as text ("42", "\"ok\"", "<value>"); empty
+  /// when there is none.
+  std::string result;
+  /// Job::reason(): why it failed, was skipped, cancelled, timed out (or how a
+  /// service stopped).
+  std::string reason;
+  /// The message of the exception the job ended with; empty if none.
+  std::string error;
+};
+
+/// Follows the runs of a scheduler. Every method is a no-op: override what you
+/// need. Events, in firing order:
+///   on_run_start            once, first
+///   on_job_start(job)       when a job starts running (never for a job that
+///                           was skipped or cancelled before it started)
+///   on_job_done(job)        once per job when it reaches its final state of
+///                           the run (done, ready, failed, skipped, cancelled,
+///                           timed_out), always after that job's on_job_start
+///   on_run_end(report)      once, last, after every job's on_job_done
+/// The jobs of nested schedulers (Scheduler::add_scheduler) are reported to
+/// the outer scheduler's observers too, between the start and the done of the
+/// nested scheduler's own job, with their path ("inner/step"); a nested
+/// scheduler's own run start and end are not. shutdown() reports nothing.
+///
+/// Thread-safety: for one scheduler, the observer is called by one thread at a
+/// time, in the order the events happened, and never with the scheduler's lock
+/// held: it may call list(), why(), debrief(), to_dot() or Job accessors of the
+/// same scheduler. The calling thread is any of the run's: run()'s caller (run
+/// start and end, always), a worker thread, or a thread of a nested run;
+/// delivery may lag the event a little (a job can already run when its
+/// on_job_start arrives). An observer added to several schedulers may be
+/// called by their runs at once. An exception from an observer is caught and
+/// logged (logger "roadie"); the run and the other observers go on. An
+/// observer must not block for long: it holds up the run's bookkeeping thread.
+class SchedulerObserver {
+ public:
+  virtual ~SchedulerObserver() = default;
+  /// `jobs`: the observed scheduler's own jobs (nested ones included), all idle.
+  virtual void on_run_start(std::string_view /*scheduler*/, const std::vector<JobView>& /*jobs*/) {}
+  virtual void on_job_start(const JobView& /*job*/) {}
+  /// `job.state`, `job.duration`, `job.reason` / `job.error` say how it ended.
+  virtual void on_job_done(const JobView& /*job*/) {}
+  virtual void on_run_end(const RunReport& /*report*/) {}
 };
 
 /// Glyphs for list(): Unicode when the terminal's locale is UTF-8.
@@ -265,9 +359,17 @@ class Scheduler {
   std::string to_chrome_trace() const;
   /// "bring-up 1.23 s; critical path db -> migrate -> api (1.20 s)".
   std::string critical_path() const;
+  /// A view of every job now, nested schedulers' jobs right after their own
+  /// job (the order of list()). Any thread, any time.
+  std::vector<JobView> views() const;
 
-  /// Internal (listings of nested schedulers).
-  const detail::SchedulerImpl& impl_for_output() const noexcept { return *impl_; }
+  /// Registers an observer (not null: SchedulerError) for this scheduler's
+  /// runs, including a run in progress (it then sees the events from now on).
+  /// The scheduler shares ownership until the returned Subscription is reset
+  /// or destroyed; resetting it waits for a call in progress on another
+  /// thread (not for one on the resetting thread: an observer may remove
+  /// itself from its callback). The Subscription may outlive the scheduler.
+  Subscription add_observer(std::shared_ptr<SchedulerObserver> observer);
 
  private:
   friend class Job;

@@ -1,22 +1,24 @@
 // Private: the scheduler's graph and run state.
 #pragma once
 
+#include <any>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <thread>
+#include <stop_token>
+#include <string>
 #include <vector>
 
+#include "event_bus.hpp"
 #include "roadie/scheduler.hpp"
 
 namespace roadie::detail {
 
 using Clock = std::chrono::steady_clock;
-
-enum class JobKind { callable, service, scheduler };
 
 struct Requirement {
   std::size_t index;
@@ -47,7 +49,7 @@ struct Node {
   bool finished = false;
   Clock::time_point start_time{};
   Clock::time_point finish_time{};
-  Clock::time_point deadline{};  // its own timeout's, saturated (time_point::max(): none)
+  Clock::time_point deadline{};  // its own timeout's, scaled and saturated (max(): none)
   bool timed_out = false;
   bool cancel_requested = false;
   bool holds_slot = false;
@@ -55,7 +57,12 @@ struct Node {
 };
 
 struct SchedulerImpl {
-  explicit SchedulerImpl(SchedulerOptions o) : options(std::move(o)) {}
+  explicit SchedulerImpl(SchedulerOptions o)
+      : options(std::move(o)), bus(std::make_shared<EventBus>(options.label)) {}
+
+  /// The implementation behind a scheduler (Scheduler befriends this type).
+  static SchedulerImpl& of(Scheduler& s) noexcept { return *s.impl_; }
+  static const SchedulerImpl& of(const Scheduler& s) noexcept { return *s.impl_; }
 
   SchedulerOptions options;
   std::vector<std::unique_ptr<Node>> nodes;
@@ -67,7 +74,6 @@ struct SchedulerImpl {
   bool has_run = false;
   bool ok = true;
   bool aborting = false;
-  bool thread_refused = false;  // the system refused a worker thread (warned once)
   std::string abort_reason;
   Clock::time_point run_start{};
   Clock::time_point run_end{};
@@ -81,18 +87,35 @@ struct SchedulerImpl {
   bool winding_down = false;  // forever jobs are being cancelled: not a failure
   bool shut_down = false;
 
-  // Worker pool of the current run.
-  std::deque<Node*> work;
-  std::condition_variable work_ready;
-  std::vector<std::thread> threads;
-  std::size_t idle_threads = 0;
-  bool pool_closing = false;
-  // Since when queued work has found every worker busy (no value: it has not).
-  std::optional<Clock::time_point> stalled_since;
-  Clock::time_point last_take{};  // when a worker last took a job from the queue
+  // Observers and the events waiting for them. Shared: a Subscription may
+  // outlive the scheduler; a nested scheduler's bus forwards to its parent's.
+  std::shared_ptr<EventBus> bus;
 
-  Node& node(std::size_t index) { return *nodes.at(index); }
-  const Node& node(std::size_t index) const { return *nodes.at(index); }
+  Node& node(std::size_t index) { return *nodes[index]; }
+  const Node& node(std::size_t index) const { return *nodes[index]; }
 };
+
+/// A view of `n` as the observers of its own scheduler see it; with `s.mutex` held.
+JobView view_of(const SchedulerImpl& s, const Node& n);
+
+/// The message of an exception ("unknown exception" if it is not a std::exception).
+std::string message_of(const std::exception_ptr& error);
+
+/// What the listings are made of: one scheduler's state and views, with the
+/// same for each nested scheduler job (`inner[i]`, null for other kinds).
+struct Snapshot {
+  std::string label;
+  bool has_run = false;
+  bool ok = true;
+  std::string why;
+  Clock::time_point run_start{};
+  Clock::time_point run_end{};
+  std::vector<JobView> jobs;
+  std::vector<std::unique_ptr<Snapshot>> inner;
+};
+
+/// Takes each scheduler's lock in turn (never two at once).
+Snapshot snapshot_of(const SchedulerImpl& s, const std::string& number_prefix = {},
+                     const std::string& path_prefix = {}, std::size_t depth = 0);
 
 }  // namespace roadie::detail

@@ -11,13 +11,14 @@
 #include "roadie/scheduler.hpp"
 #include "scheduler_impl.hpp"
 
+// Everything here works on a snapshot of views (detail::Snapshot): no lock is
+// held while the text is made.
+
 namespace roadie {
 
 using detail::Clock;
-using detail::JobKind;
-using detail::Node;
-using detail::SchedulerImpl;
 using detail::seconds;
+using detail::Snapshot;
 
 namespace {
 
@@ -38,15 +39,15 @@ std::string pad(std::string text, std::size_t width) {
   return text;
 }
 
-std::string detail_of(const Node& n) {
+std::string detail_of(const JobView& n) {
   switch (n.state) {
     case JobState::done: {
-      std::string text = "[" + seconds(n.finish_time - n.start_time) + "]";
-      if (n.result.has_value() && n.describe) text += " -> " + n.describe(n.result);
+      std::string text = "[" + seconds(n.duration) + "]";
+      if (!n.result.empty()) text += " -> " + n.result;
       return text;
     }
     case JobState::ready:
-      return "[ready in " + seconds(n.finish_time - n.start_time) + "]";
+      return "[ready in " + seconds(n.duration) + "]";
     case JobState::failed:
       return "!! " + n.reason;
     case JobState::stopped:
@@ -60,36 +61,33 @@ std::string detail_of(const Node& n) {
   }
 }
 
-void list_into(const SchedulerImpl& s, const std::string& prefix, const std::string& indent,
+void list_into(const Snapshot& s, const std::string& prefix, const std::string& indent,
                bool unicode, std::string& out) {
   std::size_t id_width = 0, label_width = 0;
-  for (const auto& n : s.nodes) {
-    id_width = std::max(id_width, (prefix + std::to_string(n->index + 1)).size());
-    label_width = std::max(label_width, n->label.size());
+  for (const auto& n : s.jobs) {
+    id_width = std::max(id_width, n.number.size());
+    label_width = std::max(label_width, n.label.size());
   }
-  for (const auto& n : s.nodes) {
-    std::string line = indent + pad(prefix + std::to_string(n->index + 1), id_width) + " ";
-    line += n->options.critical ? (unicode ? "⚠" : "!") : " ";
-    line += n->options.forever ? (unicode ? "∞" : "~") : " ";
-    line += " " + pad(std::string(to_string(n->state)), 9) + " " + pad(n->label, label_width);
-    std::string detail = detail_of(*n);
+  for (std::size_t j = 0; j < s.jobs.size(); ++j) {
+    const JobView& n = s.jobs[j];
+    std::string line = indent + pad(n.number, id_width) + " ";
+    line += n.critical ? (unicode ? "⚠" : "!") : " ";
+    line += n.forever ? (unicode ? "∞" : "~") : " ";
+    line += " " + pad(std::string(to_string(n.state)), 9) + " " + pad(n.label, label_width);
+    std::string detail = detail_of(n);
     if (!detail.empty()) line += " " + detail;
-    if (!n->requires_.empty()) {
+    if (!n.requirements.empty()) {
       line += " requires={";
-      for (std::size_t i = 0; i < n->requires_.size(); ++i) {
+      for (std::size_t i = 0; i < n.requirements.size(); ++i) {
         if (i) line += ", ";
-        line += prefix + std::to_string(n->requires_[i].index + 1);
-        if (n->requires_[i].allow_failure) line += "?";
+        line += prefix + std::to_string(n.requirements[i].id);
+        if (n.requirements[i].allow_failure) line += "?";
       }
       line += "}";
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out += line + "\n";
-    if (n->kind == JobKind::scheduler) {
-      std::lock_guard lock(n->nested->impl_for_output().mutex);
-      list_into(n->nested->impl_for_output(), prefix + std::to_string(n->index + 1) + ".",
-                indent + "  ", unicode, out);
-    }
+    if (s.inner[j]) list_into(*s.inner[j], n.number + ".", indent + "  ", unicode, out);
   }
 }
 
@@ -128,34 +126,33 @@ std::string dot_escape(const std::string& text) {
   return out;
 }
 
-void dot_into(const SchedulerImpl& s, const std::string& prefix, const std::string& indent,
+void dot_into(const Snapshot& s, const std::string& prefix, const std::string& indent,
               std::string& out) {
-  for (const auto& n : s.nodes) {
-    std::string id = "j" + prefix + std::to_string(n->index + 1);
+  for (std::size_t j = 0; j < s.jobs.size(); ++j) {
+    const JobView& n = s.jobs[j];
+    std::string id = "j" + prefix + std::to_string(n.id);
     std::string style = "rounded,filled";
-    if (n->options.forever) style += ",dashed";
-    std::string node = id + " [label=\"" + dot_escape(n->label) + "\\n" +
-                       std::string(to_string(n->state)) + "\", fillcolor=\"" + colour(n->state) +
+    if (n.forever) style += ",dashed";
+    std::string node = id + " [label=\"" + dot_escape(n.label) + "\\n" +
+                       std::string(to_string(n.state)) + "\", fillcolor=\"" + colour(n.state) +
                        "\", style=\"" + style + "\"";
-    if (n->options.critical) node += ", penwidth=2";
+    if (n.critical) node += ", penwidth=2";
     node += "];";
-    if (n->kind == JobKind::scheduler) {
-      const auto& inner = n->nested->impl_for_output();
-      out += indent + "subgraph cluster_" + prefix + std::to_string(n->index + 1) + " {\n";
-      out += indent + "  label=\"" + dot_escape(n->label) + "\"; style=\"rounded\";\n";
+    if (s.inner[j]) {
+      out += indent + "subgraph cluster_" + prefix + std::to_string(n.id) + " {\n";
+      out += indent + "  label=\"" + dot_escape(n.label) + "\"; style=\"rounded\";\n";
       out += indent + "  " + node + "\n";
-      std::lock_guard lock(inner.mutex);
-      dot_into(inner, prefix + std::to_string(n->index + 1) + "_", indent + "  ", out);
+      dot_into(*s.inner[j], prefix + std::to_string(n.id) + "_", indent + "  ", out);
       out += indent + "}\n";
     } else {
       out += indent + node + "\n";
     }
   }
-  for (const auto& n : s.nodes) {
-    for (const auto& r : n->requires_) {
-      out += indent + "j" + prefix + std::to_string(r.index + 1) + " -> j" + prefix +
-             std::to_string(n->index + 1) +
-             (r.allow_failure ? " [style=dashed, label=\"may fail\"];" : ";") + "\n";
+  for (const auto& n : s.jobs) {
+    for (const auto& r : n.requirements) {
+      out += indent + "j" + prefix + std::to_string(r.id) + " -> j" + prefix +
+             std::to_string(n.id) + (r.allow_failure ? " [style=dashed, label=\"may fail\"];" : ";") +
+             "\n";
     }
   }
 }
@@ -168,33 +165,30 @@ struct Span {
   std::string reason;
 };
 
-void spans_of(const SchedulerImpl& s, const std::string& prefix, std::vector<Span>& spans) {
-  for (const auto& n : s.nodes) {
-    if (!n->started) continue;
+void spans_of(const Snapshot& s, const std::string& prefix, std::vector<Span>& spans) {
+  for (std::size_t j = 0; j < s.jobs.size(); ++j) {
+    const JobView& n = s.jobs[j];
+    if (!n.start_time) continue;
     Span span;
-    span.name = prefix + n->label;
-    span.start = n->start_time;
-    span.end = n->finished ? n->finish_time : s.run_end;
-    span.state = std::string(to_string(n->state));
-    span.reason = n->reason;
-    switch (n->kind) {
+    span.name = prefix + n.label;
+    span.start = *n.start_time;
+    span.end = n.end_time ? *n.end_time : s.run_end;
+    span.state = std::string(to_string(n.state));
+    span.reason = n.reason;
+    switch (n.kind) {
       case JobKind::callable:
         span.category = "job";
         break;
       case JobKind::service:
         span.category = "service";
-        span.name += ": waiting for " + n->service->check().describe();
+        span.name += ": waiting for " + n.readiness;
         break;
       case JobKind::scheduler:
         span.category = "scheduler";
         break;
     }
     spans.push_back(span);
-    if (n->kind == JobKind::scheduler) {
-      const auto& inner = n->nested->impl_for_output();
-      std::lock_guard lock(inner.mutex);
-      spans_of(inner, prefix + n->label + " / ", spans);
-    }
+    if (s.inner[j]) spans_of(*s.inner[j], prefix + n.label + " / ", spans);
   }
 }
 
@@ -203,56 +197,52 @@ void spans_of(const SchedulerImpl& s, const std::string& prefix, std::vector<Spa
 std::string Scheduler::list(Glyphs glyphs) const {
   bool unicode = glyphs == Glyphs::unicode || (glyphs == Glyphs::automatic && utf8_terminal());
   std::string out;
-  std::lock_guard lock(impl_->mutex);
-  list_into(*impl_, "", "", unicode, out);
+  list_into(detail::snapshot_of(*impl_), "", "", unicode, out);
   return out;
 }
 
 std::string Scheduler::debrief(Glyphs glyphs) const {
-  std::string out = list(glyphs);
-  std::lock_guard lock(impl_->mutex);
+  bool unicode = glyphs == Glyphs::unicode || (glyphs == Glyphs::automatic && utf8_terminal());
+  const Snapshot snap = detail::snapshot_of(*impl_);
+  std::string out;
+  list_into(snap, "", "", unicode, out);
   std::map<std::string, int> counts;
-  for (const auto& n : impl_->nodes) ++counts[std::string(to_string(n->state))];
-  out += std::to_string(impl_->nodes.size()) + " job(s):";
+  for (const auto& n : snap.jobs) ++counts[std::string(to_string(n.state))];
+  out += std::to_string(snap.jobs.size()) + " job(s):";
   bool first = true;
   for (const auto& [state, count] : counts) {
     out += (first ? " " : ", ") + std::to_string(count) + " " + state;
     first = false;
   }
   out += "\n";
-  if (impl_->has_run) {
-    out += impl_->ok ? "the run succeeded\n" : "the run failed: " + impl_->abort_reason + "\n";
-  }
+  if (snap.has_run) out += snap.ok ? "the run succeeded\n" : "the run failed: " + snap.why + "\n";
   bool header = false;
-  for (const auto& n : impl_->nodes) {
-    if (n->state == JobState::done || n->state == JobState::ready ||
-        n->state == JobState::stopped || n->state == JobState::idle || n->reason.empty()) {
+  for (const auto& n : snap.jobs) {
+    if (n.state == JobState::done || n.state == JobState::ready || n.state == JobState::stopped ||
+        n.state == JobState::idle || n.reason.empty()) {
       continue;
     }
     if (!header) out += "reasons:\n";
     header = true;
-    out += "  " + n->label + " (" + std::string(to_string(n->state)) + "): " + n->reason + "\n";
+    out += "  " + n.label + " (" + std::string(to_string(n.state)) + "): " + n.reason + "\n";
   }
   return out;
 }
 
 std::string Scheduler::to_dot() const {
-  std::string out = "digraph \"" + dot_escape(impl_->options.label) + "\" {\n";
+  const Snapshot snap = detail::snapshot_of(*impl_);
+  std::string out = "digraph \"" + dot_escape(snap.label) + "\" {\n";
   out += "  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n";
-  std::lock_guard lock(impl_->mutex);
-  dot_into(*impl_, "", "  ", out);
+  dot_into(snap, "", "  ", out);
   out += "}\n";
   return out;
 }
 
 std::string Scheduler::to_chrome_trace() const {
+  const Snapshot snap = detail::snapshot_of(*impl_);
   std::vector<Span> spans;
-  Clock::time_point origin;
-  {
-    std::lock_guard lock(impl_->mutex);
-    origin = impl_->run_start;
-    spans_of(*impl_, "", spans);
-  }
+  const Clock::time_point origin = snap.run_start;
+  spans_of(snap, "", spans);
   std::sort(spans.begin(), spans.end(),
             [](const Span& a, const Span& b) { return a.start < b.start; });
   // Lanes: each span goes to the first lane free at its start.
@@ -278,37 +268,40 @@ std::string Scheduler::to_chrome_trace() const {
   events.push_back({{"name", "process_name"},
                     {"ph", "M"},
                     {"pid", 1},
-                    {"args", {{"name", "roadie: " + impl_->options.label}}}});
+                    {"args", {{"name", "roadie: " + snap.label}}}});
   nlohmann::json trace = {{"traceEvents", events}, {"displayTimeUnit", "ms"}};
   return trace.dump(1);
 }
 
 std::string Scheduler::critical_path() const {
-  std::lock_guard lock(impl_->mutex);
-  const auto& nodes = impl_->nodes;
-  const Node* last = nullptr;
-  for (const auto& n : nodes) {
-    if (!n->finished || !n->started || n->options.forever) continue;
-    if (last == nullptr || n->finish_time > last->finish_time) last = n.get();
+  const Snapshot snap = detail::snapshot_of(*impl_);
+  const auto& jobs = snap.jobs;
+  const JobView* last = nullptr;
+  for (const auto& n : jobs) {
+    if (!n.end_time || !n.start_time || n.forever) continue;
+    if (last == nullptr || *n.end_time > *last->end_time) last = &n;
   }
   if (last == nullptr) return "bring-up: nothing ran";
   // Walk back through the requirement that finished last: the one that gated each start.
-  std::vector<const Node*> path{last};
-  for (const Node* n = last;;) {
-    const Node* gate = nullptr;
-    for (const auto& r : n->requires_) {
-      const Node& req = *nodes[r.index];
-      if (req.finished && (gate == nullptr || req.finish_time > gate->finish_time)) gate = &req;
+  std::vector<const JobView*> path{last};
+  for (const JobView* n = last;;) {
+    const JobView* gate = nullptr;
+    for (const auto& r : n->requirements) {
+      const JobView& req = jobs[r.id - 1];
+      // Only what ran can have held a start back (a skipped job has no start).
+      if (req.end_time && req.start_time &&
+          (gate == nullptr || *req.end_time > *gate->end_time)) {
+        gate = &req;
+      }
     }
     if (gate == nullptr) break;
     path.push_back(gate);
     n = gate;
   }
   std::reverse(path.begin(), path.end());
-  std::string text =
-      "bring-up " + seconds(last->finish_time - impl_->run_start) + "; critical path ";
+  std::string text = "bring-up " + seconds(*last->end_time - snap.run_start) + "; critical path ";
   for (std::size_t i = 0; i < path.size(); ++i) text += (i ? " -> " : "") + path[i]->label;
-  text += " (" + seconds(last->finish_time - path.front()->start_time) + ")";
+  text += " (" + seconds(*last->end_time - *path.front()->start_time) + ")";
   return text;
 }
 
