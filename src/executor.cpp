@@ -13,6 +13,7 @@
 #include <mutex>
 #include <stop_token>
 
+#include "callback_list.hpp"
 #include "log.hpp"
 #include "roadie/clock.hpp"
 #include "roadie/error.hpp"
@@ -46,6 +47,7 @@ struct Executor::Impl final : ready::ProbeContext {
     // The exit callback writes to wake_fd, on_line fires through `this`: both
     // end before the descriptor closes and the members go.
     exit_subscription.reset();
+    late_lines.reset();
     proc.reset();
     ::close(wake_fd);
   }
@@ -60,23 +62,29 @@ struct Executor::Impl final : ready::ProbeContext {
     [[maybe_unused]] auto n = ::read(wake_fd, &count, sizeof count);
   }
 
+  // One event for every listener, in order; one that throws is logged and
+  // the others still run.
   template <class F>
   void fire(F&& f) {
+    if (listeners.empty()) return;
     Executor* owner = self.load();
-    std::vector<std::shared_ptr<ExecutorListener>> snapshot;
-    {
-      std::lock_guard lock(listeners_mutex);  // add_listener() may run meanwhile
-      snapshot = listeners;
-    }
-    for (const auto& listener : snapshot) {
-      try {
-        f(*listener, *owner);
-      } catch (const std::exception& e) {
-        detail::log().error("{}: listener threw: {}", name, e.what());
-      } catch (...) {
-        detail::log().error("{}: listener threw", name);
-      }
-    }
+    const ListenerEvent event = [&](ExecutorListener& l) { f(l, *owner); };
+    listeners.call(event, [this](const std::exception_ptr& error) {
+      detail::log_callback_error(name + ": listener", error);
+    });
+  }
+
+  // The current run's lines go to the listeners: from the first line when
+  // there were listeners at the spawn (ProcessOptions::on_line), else from
+  // the first listener's add_listener() on. Under lines_mutex.
+  void hook_lines() {
+    std::lock_guard lock(lines_mutex);
+    if (lines_hooked || !proc || listeners.empty()) return;
+    lines_hooked = true;
+    late_lines = proc->output().subscribe([this](const Line& line) { on_line(line); });
+  }
+  void on_line(const Line& line) {
+    fire([&](ExecutorListener& l, const Executor& e) { l.on_line(e, line); });
   }
 
   // The current run's process, for readers on any thread.
@@ -138,11 +146,7 @@ struct Executor::Impl final : ready::ProbeContext {
     o.stop.kill_signal = options.kill_signal;
     o.stop.grace = std::chrono::duration_cast<std::chrono::milliseconds>(
         scaled(options.stop_timeout));
-    if (std::lock_guard lock(listeners_mutex); !listeners.empty()) {
-      o.on_line = [this](const Line& line) {
-        fire([&](ExecutorListener& l, const Executor& e) { l.on_line(e, line); });
-      };
-    }
+    if (!listeners.empty()) o.on_line = [this](const Line& line) { on_line(line); };
     return o;
   }
 
@@ -156,16 +160,24 @@ struct Executor::Impl final : ready::ProbeContext {
 
   void spawn() {
     ProcessOptions o = process_options();
+    const bool hooked = static_cast<bool>(o.on_line);
     std::shared_ptr<Process> fresh;
     try {
-      fresh = std::make_shared<Process>(Process::spawn(run_command(), std::move(o)));
+      Runtime& runtime = options.runtime ? *options.runtime : Runtime::global();
+      fresh = std::make_shared<Process>(Process::spawn(run_command(), std::move(o), runtime));
     } catch (const SpawnError& e) {
       throw SpawnError("service '" + name + "': " + e.what(), e.command(), e.code());
     }
+    Subscription previous;  // reset outside lines_mutex: its call may add a listener
     {
-      std::lock_guard lock(handle_mutex);
+      std::scoped_lock lock(lines_mutex, handle_mutex);
+      previous = std::move(late_lines);
       proc = std::move(fresh);
+      lines_hooked = hooked;
     }
+    previous.reset();
+    // A listener added during the spawn gets the lines from now on.
+    if (!hooked) hook_lines();
     stopping.store(false);
     stop_reported = false;
     {
@@ -210,13 +222,18 @@ struct Executor::Impl final : ready::ProbeContext {
 
   [[noreturn]] void fail_timeout(std::chrono::nanoseconds timeout, const std::string& failure) {
     pid_t pid = proc->pid();
-    finish(true);
+    // The stop escalation, as for a cancelled start: a service that is slow,
+    // not hung, gets to remove its pid file or socket (which would make the
+    // next start() AlreadyRunning) and say why it was slow; a hung one gets
+    // the kill signal after `stop_timeout`.
+    ExitStatus status = finish(false);
     char scale[64] = "";
     if (time_scale() != 1.0) std::snprintf(scale, sizeof scale, " (ROADIE_TIME_SCALE=%g)", time_scale());
     throw TimeoutExpired(describe() + " (pid " + std::to_string(pid) + ") was not ready within " +
                          seconds(timeout) + scale + ": waiting for " + check.describe() +
                          (failure.empty() ? "" : "; last attempt: " + failure) +
-                         ". It was killed. " + last_output(proc->output()));
+                         ". It was stopped: " + status.describe() + ". " +
+                         last_output(proc->output()));
   }
 
   // Attempts, then sleeps on the wake-up descriptors until the next attempt is
@@ -293,8 +310,13 @@ struct Executor::Impl final : ready::ProbeContext {
   bool stop_requested_by_stop = false;
   bool kill_requested = false;
 
-  std::mutex listeners_mutex;
-  std::vector<std::shared_ptr<ExecutorListener>> listeners;
+  using ListenerEvent = std::function<void(ExecutorListener&)>;
+  detail::CallbackList<const ListenerEvent&> listeners{"listener"};
+  // Guards the two below; never held while waiting for the event loop (a
+  // listener may call add_listener() from on_line).
+  std::mutex lines_mutex;
+  bool lines_hooked = false;  // the current run's lines reach the listeners
+  Subscription late_lines;    // hook_lines() after the spawn
   Subscription exit_subscription;
   std::atomic<bool> stopping{false};
   bool stop_reported = true;  // under run_mutex
@@ -378,25 +400,32 @@ Executor& Executor::start(std::stop_token cancel) {
   std::stop_callback on_cancel(own_cancel, [&d] { d.wake(); });
 
   if (d.proc) d.finish(false);  // the last run ended by itself: reap it quietly
-  try {
-    d.check.check().ensure_free();
-  } catch (const AlreadyRunning& e) {
-    throw AlreadyRunning(d.describe() + " not started: " + e.what());
-  }
-  if (own_cancel.stop_requested()) {
-    throw Cancelled(d.describe() + ": start cancelled before the service was spawned");
-  }
+  // From on_starting on, every way out is on_ready or on_start_failed (once).
   d.fire([](ExecutorListener& l, const Executor& e) { l.on_starting(e); });
-  const auto timeout = scaled(d.options.timeout);
   const auto t0 = Clock::now();
-  d.drain_wake();
-  d.spawn();
-  // Any exception from here on (a probe that throws, a bad address) must not
-  // leave the service running unsupervised.
   try {
-    d.wait_until_ready(t0, timeout, own_cancel);
+    try {
+      d.check.check().ensure_free();
+    } catch (const AlreadyRunning& e) {
+      throw AlreadyRunning(d.describe() + " not started: " + e.what());
+    }
+    if (own_cancel.stop_requested()) {
+      throw Cancelled(d.describe() + ": start cancelled before the service was spawned");
+    }
+    const auto timeout = scaled(d.options.timeout);
+    d.drain_wake();
+    d.spawn();
+    // Any exception from here on (a probe that throws, a bad address) must not
+    // leave the service running unsupervised.
+    try {
+      d.wait_until_ready(t0, timeout, own_cancel);
+    } catch (...) {
+      if (!d.stop_reported) d.finish(true);
+      throw;
+    }
   } catch (...) {
-    if (!d.stop_reported) d.finish(true);
+    const auto error = std::current_exception();
+    d.fire([&](ExecutorListener& l, const Executor& e) { l.on_start_failed(e, error); });
     throw;
   }
   d.time_to_ready.store((Clock::now() - t0).count());
@@ -461,9 +490,13 @@ pid_t Executor::pid() const {
 }
 
 Output& Executor::output() const {
+  return *output_handle();
+}
+
+std::shared_ptr<Output> Executor::output_handle() const {
   auto p = impl().current();
   if (!p) throw Error(describe() + ": no output yet, the service was never started");
-  return p->output();
+  return p->output_handle();
 }
 
 std::optional<ExitStatus> Executor::exit_status() const {
@@ -497,11 +530,14 @@ std::string Executor::describe() const {
   return impl().describe();
 }
 
-Executor& Executor::add_listener(std::shared_ptr<ExecutorListener> listener) {
-  if (!listener) return *this;
-  std::lock_guard lock(impl().listeners_mutex);
-  impl_->listeners.push_back(std::move(listener));
-  return *this;
+Subscription Executor::add_listener(std::shared_ptr<ExecutorListener> listener, int priority) {
+  Impl& d = impl();
+  if (!listener) throw Error(d.describe() + ": add_listener() needs a listener, not a null pointer");
+  auto subscription = d.listeners.add(
+      [listener = std::move(listener)](const Impl::ListenerEvent& event) { event(*listener); },
+      priority);
+  d.hook_lines();
+  return subscription;
 }
 
 StoppedScope::~StoppedScope() {

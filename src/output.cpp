@@ -8,11 +8,15 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <list>
+#include <map>
 #include <mutex>
 
+#include "callback_list.hpp"
 #include "log.hpp"
 #include "ready/pattern.hpp"
 #include "roadie/error.hpp"
@@ -42,10 +46,33 @@ struct Watcher {
   std::optional<Line> match;
 };
 
-struct Subscriber {
-  std::function<void(const Line&)> on_line;
-  bool active = true;
+// A journal record: this header, then `length` bytes of text.
+struct RecordHeader {
+  std::uint64_t seq;
+  std::int64_t time_ns;
+  std::uint32_t length;
+  std::uint8_t stream;
+  std::uint8_t pad[3];
 };
+static_assert(sizeof(RecordHeader) == 24);
+
+// Bookmarked positions remembered for between() (seq -> journal offset).
+// Older ones are forgotten: a window before the oldest left is read from the
+// journal's start, slower but exact.
+constexpr std::size_t kMaxMarks = 4096;
+
+// An unlinked temporary file: O_TMPFILE where the file system has it, else
+// mkstemp + unlink. -1 (and errno) when neither works.
+int open_journal() {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string dir = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0) return fd;
+  std::string name = dir + "/roadie-journal-XXXXXX";
+  fd = ::mkostemp(name.data(), O_CLOEXEC);
+  if (fd >= 0) ::unlink(name.c_str());
+  return fd;
+}
 
 std::size_t index(Stream s) {
   return s == Stream::out ? 0 : 1;
@@ -66,12 +93,71 @@ struct Output::State {
   std::mutex log_mutex;
   std::FILE* log = nullptr;
 
-  // Callbacks run under `dispatch` (recursive, so a callback may unsubscribe
-  // itself); cancelling takes it too, so it waits for a call in progress.
-  std::recursive_mutex dispatch;
-  std::mutex subscribers_mutex;
-  std::list<std::shared_ptr<Subscriber>> subscribers;
-  std::atomic<std::size_t> subscriber_count{0};
+  // Added to under `mutex`, so that append() decides under it who gets a line.
+  detail::CallbackList<const Line&> subscribers{"output subscriber"};
+
+  // The journal (bookmark(), between()); all under `mutex`. Written by the
+  // producer at the end of each append()/close(), so no batch is pending
+  // whenever another thread holds the lock.
+  bool journal_started = false;
+  int journal_fd = -1;
+  std::uint64_t journal_first_seq = 0;  // lines from here on go to the journal
+  std::uint64_t journal_size = 0;       // bytes written (the next record's offset)
+  std::uint64_t journal_lost = 0;       // lines whose write failed
+  std::string journal_batch;            // records of the current append()
+  std::uint64_t journal_batch_lines = 0;
+  std::map<std::uint64_t, std::uint64_t> marks;  // bookmarked seq -> offset
+
+  ~State() {
+    if (journal_fd >= 0) ::close(journal_fd);
+  }
+
+  void journal(const Line& line) {
+    if (journal_fd < 0) return;
+    RecordHeader h{};
+    h.seq = line.seq;
+    h.time_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(line.time.time_since_epoch())
+                    .count();
+    h.length = static_cast<std::uint32_t>(line.text.size());
+    h.stream = static_cast<std::uint8_t>(index(line.stream));
+    journal_batch.append(reinterpret_cast<const char*>(&h), sizeof h);
+    journal_batch.append(line.text);
+    ++journal_batch_lines;
+  }
+
+  // One write for the lines of one append(); with `mutex` held. A failure is
+  // counted, never thrown: between() reports those lines as missing. The
+  // next batch is written at the same offset, over any partial record.
+  void flush_journal() noexcept {
+    if (journal_batch.empty()) return;
+    std::size_t done = 0;
+    int error = 0;
+    while (done < journal_batch.size()) {
+      const auto n = ::pwrite(journal_fd, journal_batch.data() + done, journal_batch.size() - done,
+                              static_cast<off_t>(journal_size + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        error = n < 0 ? errno : ENOSPC;
+        break;
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    if (error == 0) {
+      journal_size += done;
+    } else {
+      if (journal_lost == 0) {
+        try {
+          detail::log().warn("output journal: write failed ({}); {} lines lost, reported as missing",
+                             std::strerror(error), journal_batch_lines);
+        } catch (...) {
+        }
+      }
+      journal_lost += journal_batch_lines;
+    }
+    journal_batch.clear();
+    if (journal_batch.capacity() > (1u << 20)) journal_batch.shrink_to_fit();
+    journal_batch_lines = 0;
+  }
 
   // Adds completed lines; called with `mutex` held.
   // Stores the line `head` + `tail` (a complete line's trailing '\r' dropped;
@@ -96,6 +182,7 @@ struct Output::State {
     line.stream = s;
     line.time = now;
     buf.bytes += line.text.size();
+    if (journal_started) journal(line);
     for (Watcher* w : watchers) {
       if (!w->match && (!w->stream || *w->stream == s) && detail::search(*w->pattern, line.text)) {
         w->match = line;
@@ -110,25 +197,24 @@ struct Output::State {
     }
   }
 
-  void notify(std::vector<Line>& published) {
+  using Targets = std::vector<detail::CallbackList<const Line&>::Handle>;
+
+  // The subscribers a line completed now goes to; with `mutex` held.
+  bool collect(Targets& targets) const {
+    if (subscribers.empty()) return false;
+    targets = subscribers.snapshot();
+    return !targets.empty();
+  }
+
+  void notify(const std::vector<Line>& published, const Targets& targets) {
     changed.notify_all();
-    if (published.empty()) return;
-    std::lock_guard dispatch_lock(dispatch);
-    std::vector<std::shared_ptr<Subscriber>> targets;
-    {
-      std::lock_guard lock(subscribers_mutex);
-      targets.assign(subscribers.begin(), subscribers.end());
-    }
     for (const auto& line : published) {
-      for (const auto& sub : targets) {
-        if (!sub->active) continue;
+      for (const auto& target : targets) {
         // One failing subscriber never stops the others or the event loop.
         try {
-          sub->on_line(line);
-        } catch (const std::exception& e) {
-          detail::log().error("output subscriber threw: {}", e.what());
+          target.invoke(line);
         } catch (...) {
-          detail::log().error("output subscriber threw");
+          subscribers.report(std::current_exception());
         }
       }
     }
@@ -172,11 +258,12 @@ void Output::append(Stream stream, std::string_view bytes) {
   }
   const auto now = std::chrono::system_clock::now();
   std::vector<Line> published;
+  State::Targets targets;
   {
     std::lock_guard lock(state_->mutex);
-    // Read under the lock that subscribe() counts under: a subscriber that
+    // Decided under the lock that subscribe() adds under: a subscriber that
     // looked at lines() before this append is sure to be published to.
-    const bool collect = state_->subscriber_count.load(std::memory_order_relaxed) != 0;
+    const bool collect = state_->collect(targets);
     auto& buf = state_->streams[index(stream)];
     buf.total_bytes += bytes.size();
     const std::size_t max_line = state_->options.max_line_bytes;
@@ -202,25 +289,28 @@ void Output::append(Stream stream, std::string_view bytes) {
       buf.partial.clear();
       bytes.remove_prefix(newline + 1);
     }
+    state_->flush_journal();
   }
-  state_->notify(published);
+  state_->notify(published, targets);
 }
 
 void Output::close(Stream stream) {
   std::vector<Line> published;
+  State::Targets targets;
   {
     std::lock_guard lock(state_->mutex);
     auto& buf = state_->streams[index(stream)];
     if (buf.closed) return;
     buf.closed = true;
     if (!buf.partial.empty()) {
-      bool collect = state_->subscriber_count.load(std::memory_order_relaxed) != 0;
+      const bool collect = state_->collect(targets);
       state_->push(stream, buf.partial, {}, true, std::chrono::system_clock::now(),
                    collect ? &published : nullptr);
       buf.partial.clear();
+      state_->flush_journal();
     }
   }
-  state_->notify(published);
+  state_->notify(published, targets);
 }
 
 std::vector<Line> Output::lines() const {
@@ -329,24 +419,115 @@ std::optional<Line> Output::wait_for_ns(std::string_view pattern, std::chrono::n
 }
 
 Subscription Output::subscribe(std::function<void(const Line&)> on_line) {
-  auto sub = std::make_shared<Subscriber>();
-  sub->on_line = std::move(on_line);
-  {
-    std::lock_guard lock(state_->mutex);
-    std::lock_guard subscribers_lock(state_->subscribers_mutex);
-    state_->subscribers.push_back(sub);
-    state_->subscriber_count.fetch_add(1);
+  std::lock_guard lock(state_->mutex);
+  return state_->subscribers.add(std::move(on_line));
+}
+
+OutputBookmark Output::bookmark() {
+  auto& s = *state_;
+  std::lock_guard lock(s.mutex);
+  if (!s.journal_started) {
+    s.journal_started = true;
+    s.journal_first_seq = s.next_seq;
+    s.journal_fd = open_journal();
+    if (s.journal_fd < 0) {
+      const int error = errno;
+      try {
+        detail::log().warn("output journal: cannot create a temporary file ({}); lines the ring "
+                           "drops will be reported as missing", std::strerror(error));
+      } catch (...) {
+      }
+    }
   }
-  std::weak_ptr<State> weak = state_;
-  return Subscription([weak, sub] {
-    auto state = weak.lock();
-    if (!state) return;
-    std::lock_guard dispatch_lock(state->dispatch);
-    sub->active = false;
-    std::lock_guard lock(state->subscribers_mutex);
-    state->subscribers.remove(sub);
-    state->subscriber_count.fetch_sub(1);
-  });
+  if (s.journal_fd >= 0) {
+    s.marks[s.next_seq] = s.journal_size;
+    if (s.marks.size() > kMaxMarks) s.marks.erase(s.marks.begin());
+  }
+  return {s.next_seq, s.journal_size};
+}
+
+OutputWindow Output::between(std::uint64_t first, std::uint64_t end) const {
+  OutputWindow window;
+  std::vector<Line> ring;
+  std::uint64_t front[2];  // each stream's oldest buffered seq: from there on the ring has it
+  int fd = -1;
+  std::uint64_t offset = 0, size = 0;
+  {
+    const auto& s = *state_;
+    std::lock_guard lock(s.mutex);
+    end = std::min(end, s.next_seq);
+    if (first >= end) return window;
+    auto seq_less = [](const Line& line, std::uint64_t seq) { return line.seq < seq; };
+    for (std::size_t i = 0; i < 2; ++i) {
+      const auto& l = s.streams[i].lines;
+      front[i] = l.empty() ? s.next_seq : l.front().seq;
+      auto from = std::lower_bound(l.begin(), l.end(), first, seq_less);
+      auto to = std::lower_bound(from, l.end(), end, seq_less);
+      ring.insert(ring.end(), from, to);
+    }
+    if (ring.size() < end - first && s.journal_fd >= 0 && end > s.journal_first_seq) {
+      fd = s.journal_fd;  // closed only with the state, which outlives this call
+      size = s.journal_size;
+      auto mark = s.marks.upper_bound(std::max(first, s.journal_first_seq));
+      if (mark != s.marks.begin()) offset = std::prev(mark)->second;
+    }
+  }
+  std::vector<Line> journaled;
+  if (fd >= 0) {
+    // Every seq from here on is in the ring.
+    const std::uint64_t stop = std::min(end, std::max(front[0], front[1]));
+    std::string buf;
+    std::size_t pos = 0;  // parsed up to here in buf
+    constexpr std::size_t kChunk = 256 * 1024;
+    bool done = false;
+    while (!done && offset < size) {
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, size - offset));
+      buf.erase(0, pos);
+      pos = 0;
+      const std::size_t old = buf.size();
+      buf.resize(old + want);
+      const auto n = ::pread(fd, buf.data() + old, want, static_cast<off_t>(offset));
+      if (n < 0 && errno == EINTR) {
+        buf.resize(old);
+        continue;
+      }
+      if (n <= 0) {
+        buf.resize(old);
+        break;
+      }
+      buf.resize(old + static_cast<std::size_t>(n));
+      offset += static_cast<std::uint64_t>(n);
+      while (buf.size() - pos >= sizeof(RecordHeader)) {
+        RecordHeader h;
+        std::memcpy(&h, buf.data() + pos, sizeof h);
+        if (buf.size() - pos - sizeof h < h.length) break;  // the rest is in the next chunk
+        if (h.seq >= stop) {
+          done = true;
+          break;
+        }
+        const std::size_t stream = h.stream != 0 ? 1 : 0;
+        if (h.seq >= first && h.seq < front[stream]) {
+          Line line;
+          line.seq = h.seq;
+          line.stream = stream == 0 ? Stream::out : Stream::err;
+          line.time = std::chrono::system_clock::time_point(
+              std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                  std::chrono::nanoseconds(h.time_ns)));
+          line.text.assign(buf.data() + pos + sizeof h, h.length);
+          journaled.push_back(std::move(line));
+        }
+        pos += sizeof h + h.length;
+      }
+    }
+  }
+  std::sort(ring.begin(), ring.end(), [](const Line& x, const Line& y) { return x.seq < y.seq; });
+  window.lines.reserve(ring.size() + journaled.size());
+  std::merge(std::make_move_iterator(journaled.begin()), std::make_move_iterator(journaled.end()),
+             std::make_move_iterator(ring.begin()), std::make_move_iterator(ring.end()),
+             std::back_inserter(window.lines),
+             [](const Line& x, const Line& y) { return x.seq < y.seq; });
+  window.missing = (end - first) - window.lines.size();
+  return window;
 }
 
 }  // namespace roadie

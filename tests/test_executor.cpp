@@ -290,7 +290,7 @@ TEST_F(ExecutorTest, HttpServerThatNeverAnswersDoesNotHangStart) {
       EXPECT_THAT(error.what(), HasSubstr("was not ready within"));
       EXPECT_THAT(error.what(), HasSubstr("waiting for http HEAD " + request.url + " -> /2../"));
       EXPECT_THAT(error.what(), HasSubstr("no answer within"));
-      EXPECT_THAT(error.what(), HasSubstr("It was killed. Last output:\n  [stdout] hanging\n"));
+      EXPECT_THAT(error.what(), HasSubstr("It was stopped: killed by signal 15 (SIGTERM). Last output:\n  [stdout] hanging\n"));
     }
   });
   EXPECT_LT(took, roadie::scaled(1500ms) + 1s);  // each attempt bounded, the deadline kept
@@ -364,7 +364,7 @@ TEST_F(ExecutorTest, CancellingAStartStopsTheServiceWithItsEscalation) {
   auto recorder = std::make_shared<Recorder>();
   // Ignores SIGTERM, never prints the banner: the escalation must reach SIGKILL.
   OutputExecutor e(Command{child("child_ignore_term")}, "never printed", options);
-  e.add_listener(recorder);
+  auto listening = e.add_listener(recorder);
   std::stop_source cancel;
   std::thread canceller([&] {
     std::this_thread::sleep_for(100ms);
@@ -461,7 +461,8 @@ TEST_F(ExecutorTest, TcpTimeoutMessageNamesEverything) {
                              "within [0-9.]+ s( \\(ROADIE_TIME_SCALE=[0-9.]+\\))?: waiting for tcp "
                              "127\\.0\\.0\\.1:" +
                              std::to_string(port) +
-                             "; last attempt: Connection refused\\. It was killed\\. Last output:\n"
+                             "; last attempt: Connection refused\\. It was stopped: killed by signal 15 "
+                             "\\(SIGTERM\\)\\. Last output:\n"
                              "  \\[stdout\\] not listening\n"));
   }
   EXPECT_FALSE(e.running());
@@ -750,7 +751,7 @@ TEST_F(ExecutorTest, LifecycleEventsInOrder) {
   ExecutorOptions options;
   options.name = "svc";
   OutputExecutor e(Command{child("child_banner"), "--text", "up"}, "up", options);
-  e.add_listener(recorder);
+  auto listening = e.add_listener(recorder);
   e.start();
   e.stop();
   EXPECT_EQ(recorder->events(),
@@ -763,7 +764,7 @@ TEST_F(ExecutorTest, ExitedEventWhenTheServiceDiesByItself) {
   ExecutorOptions options;
   options.name = "crasher";
   Executor e(Command{child("child_banner"), "--text", "up"}, options);
-  e.add_listener(recorder);
+  auto listening = e.add_listener(recorder);
   e.start();
   ASSERT_TRUE(e.output().wait_for("up", roadie::scaled(10s)));
   ASSERT_EQ(::kill(e.pid(), SIGKILL), 0);  // not through stop() or kill()
@@ -817,4 +818,232 @@ TEST_F(ExecutorTest, TimeScaleStretchesDeadlines) {
   auto p = roadie::Process::spawn(command);
   EXPECT_EQ(p.wait().code(), 0) << p.output().excerpt(40);
   EXPECT_THAT(p.output().text(Stream::out), HasSubstr("[  PASSED  ] 1 test"));
+}
+
+// --- listeners: subscription, late listeners, failed starts --------------------------------
+
+namespace {
+
+// Records on_starting / on_ready / on_start_failed / on_line, by exception type.
+class StartRecorder : public roadie::ExecutorListener {
+ public:
+  void on_starting(const Executor&) override { add("starting"); }
+  void on_ready(const Executor&, std::chrono::nanoseconds) override { add("ready"); }
+  void on_start_failed(const Executor&, const std::exception_ptr& error) override {
+    try {
+      std::rethrow_exception(error);
+    } catch (const roadie::SpawnError&) {
+      add("failed SpawnError");
+    } catch (const roadie::ProcessExitedWithError&) {
+      add("failed ProcessExitedWithError");
+    } catch (const roadie::TimeoutExpired&) {
+      add("failed TimeoutExpired");
+    } catch (const roadie::AlreadyRunning&) {
+      add("failed AlreadyRunning");
+    } catch (const roadie::Cancelled&) {
+      add("failed Cancelled");
+    } catch (...) {
+      add("failed other");
+    }
+  }
+  void on_line(const Executor&, const roadie::Line& line) override { add("line " + line.text); }
+  std::vector<std::string> events() {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+
+ private:
+  void add(std::string event) {
+    std::lock_guard lock(mutex_);
+    events_.push_back(std::move(event));
+  }
+  std::mutex mutex_;
+  std::vector<std::string> events_;
+};
+
+using Strings = std::vector<std::string>;
+
+// The events after start() threw `Expected`.
+template <class Expected>
+Strings failed_start_events(Executor& e, std::stop_token cancel = {}) {
+  auto recorder = std::make_shared<StartRecorder>();
+  auto listening = e.add_listener(recorder);
+  EXPECT_THROW(e.start(cancel), Expected);
+  EXPECT_FALSE(e.running());
+  Strings events;
+  for (auto& event : recorder->events()) {
+    if (event.rfind("line ", 0) != 0) events.push_back(event);
+  }
+  return events;
+}
+
+}  // namespace
+
+TEST_F(ExecutorTest, AListenerAddedAfterStartGetsThatRunsLinesFromThenOn) {
+  roadie::testing::TempDir dir;
+  const auto go = dir.path() / "go";
+  OutputExecutor e(Command::shell("echo up; while [ ! -e " + go.string() +
+                                  " ]; do sleep 0.01; done; echo later; exec " +
+                                  child("child_idle")),
+                   "up");
+  e.start();
+  auto recorder = std::make_shared<StartRecorder>();
+  auto listening = e.add_listener(recorder);
+  std::ofstream(go) << "x";
+  ASSERT_TRUE(e.output().wait_for("later", roadie::scaled(10s)));
+  e.stop();
+  EXPECT_EQ(recorder->events(), Strings{"line later"});
+}
+
+TEST_F(ExecutorTest, ResettingTheListenerSubscriptionRemovesIt) {
+  auto kept = std::make_shared<StartRecorder>();
+  auto dropped = std::make_shared<StartRecorder>();
+  OutputExecutor e(Command{child("child_banner"), "--text", "up"}, "up");
+  auto keep = e.add_listener(kept);
+  auto drop = e.add_listener(dropped);
+  drop.reset();
+  e.start();
+  e.stop();
+  EXPECT_EQ(kept->events(), (Strings{"starting", "line up", "ready"}));
+  EXPECT_TRUE(dropped->events().empty());
+  EXPECT_THROW((void)e.add_listener(nullptr), roadie::Error);
+}
+
+TEST_F(ExecutorTest, ListenersAreCalledByPriorityThenInOrder) {
+  std::vector<std::string> order;
+  struct Named : roadie::ExecutorListener {
+    Named(std::vector<std::string>& o, std::string n) : out(o), name(std::move(n)) {}
+    void on_starting(const Executor&) override { out.push_back(name); }
+    std::vector<std::string>& out;
+    std::string name;
+  };
+  Executor e(Command{child("child_idle")});
+  auto a = e.add_listener(std::make_shared<Named>(order, "a"));
+  auto b = e.add_listener(std::make_shared<Named>(order, "b-first"), -1);
+  auto c = e.add_listener(std::make_shared<Named>(order, "c"));
+  e.start();
+  e.stop();
+  EXPECT_EQ(order, (Strings{"b-first", "a", "c"}));
+}
+
+TEST_F(ExecutorTest, EveryFailedStartClosesItsOnStarting) {
+  {
+    Executor e(Command{"/nonexistent/roadie-test-binary"});
+    EXPECT_EQ(failed_start_events<roadie::SpawnError>(e),
+              (Strings{"starting", "failed SpawnError"}));
+  }
+  {
+    Executor e(Command{child("child_exit"), "3"}, roadie::ready::banner("never"));
+    EXPECT_EQ(failed_start_events<roadie::ProcessExitedWithError>(e),
+              (Strings{"starting", "failed ProcessExitedWithError"}));
+  }
+  {
+    OutputExecutor e(Command{child("child_idle")}, "never", with_timeout(200ms));
+    EXPECT_EQ(failed_start_events<roadie::TimeoutExpired>(e),
+              (Strings{"starting", "failed TimeoutExpired"}));
+  }
+  {
+    roadie::testing::TempDir dir;
+    std::ofstream(dir.path() / "pid") << "1";
+    PidExecutor e(Command{child("child_idle")}, dir.path() / "pid");
+    EXPECT_EQ(failed_start_events<roadie::AlreadyRunning>(e),
+              (Strings{"starting", "failed AlreadyRunning"}));
+  }
+  {
+    OutputExecutor e(Command{child("child_idle")}, "never", with_timeout(60s));
+    std::stop_source cancel;
+    std::thread canceller([&] {
+      std::this_thread::sleep_for(100ms);
+      cancel.request_stop();
+    });
+    auto events = failed_start_events<roadie::Cancelled>(e, cancel.get_token());
+    canceller.join();
+    EXPECT_EQ(events, (Strings{"starting", "failed Cancelled"}));
+  }
+}
+
+TEST_F(ExecutorTest, ATimedOutStartGetsTheStopEscalation) {
+  ExecutorOptions options = with_timeout(200ms);
+  options.stop_timeout = 200ms;
+  // Ignores SIGTERM: the escalation must reach the kill signal after the grace.
+  OutputExecutor e(Command{child("child_ignore_term")}, "never printed", options);
+  auto took = timed([&] {
+    try {
+      e.start();
+      FAIL() << "no exception";
+    } catch (const roadie::TimeoutExpired& error) {
+      EXPECT_THAT(error.what(), HasSubstr("It was stopped: killed by signal 9 (SIGKILL)."));
+    }
+  });
+  EXPECT_GE(took, 400ms);  // the deadline, then the grace before the kill signal
+  EXPECT_FALSE(e.running());
+}
+
+// --- errors carry their fields ----------------------------------------------------------------
+
+TEST_F(ExecutorTest, ProcessExitedWithErrorCarriesStatusServiceAndExcerpt) {
+  ExecutorOptions options;
+  options.name = "quitter";
+  Executor e(Command{child("child_exit"), "3"}, roadie::ready::banner("never"), options);
+  try {
+    e.start();
+    FAIL() << "no exception";
+  } catch (const roadie::ProcessError& error) {
+    EXPECT_NE(dynamic_cast<const roadie::ProcessExitedWithError*>(&error), nullptr);
+    EXPECT_TRUE(error.status().is_exited());
+    EXPECT_EQ(error.status().code(), 3);
+    EXPECT_EQ(error.exit_code(), 3);
+    EXPECT_EQ(error.service(), "quitter");
+    EXPECT_THAT(error.excerpt(), HasSubstr("  [stdout] exiting\n"));
+  }
+}
+
+TEST_F(ExecutorTest, ProcessFinishedWithErrorCarriesStatusServiceAndExcerpt) {
+  ExecutorOptions options;
+  options.name = "grumpy";
+  OutputExecutor e(Command::shell("trap 'echo last words; exit 7' TERM; echo up; "
+                                  "while :; do sleep 0.01; done"),
+                   "up", options);
+  e.start();
+  try {
+    e.stop();
+    FAIL() << "no exception";
+  } catch (const roadie::ProcessError& error) {
+    EXPECT_NE(dynamic_cast<const roadie::ProcessFinishedWithError*>(&error), nullptr);
+    EXPECT_EQ(error.status().code(), 7);
+    EXPECT_EQ(error.service(), "grumpy");
+    EXPECT_THAT(error.excerpt(), HasSubstr("  [stdout] last words\n"));
+  }
+}
+
+// --- runtime and output handle ----------------------------------------------------------------
+
+TEST_F(ExecutorTest, AnExecutorRunsOnTheRuntimeItIsGiven) {
+  auto runtime = std::make_shared<roadie::Runtime>();
+  ExecutorOptions options;
+  options.runtime = runtime;
+  OutputExecutor e(Command{child("child_env"), "--stay", "ROADIE_SUPERVISOR"}, "done", options);
+  e.start();
+  auto line = e.output().wait_for("^ROADIE_SUPERVISOR=", roadie::scaled(10s));
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->text.rfind("ROADIE_SUPERVISOR=" + runtime->marker() + "/", 0), 0u)
+      << line->text << " (the runtime's marker: " << runtime->marker() << ")";
+  EXPECT_NE(runtime->marker(), roadie::Runtime::global().marker());
+  e.stop();
+}
+
+TEST_F(ExecutorTest, AnOutputHandleOutlivesARestartAndTheExecutor) {
+  std::shared_ptr<roadie::Output> first;
+  {
+    OutputExecutor e(Command::shell("echo run-$$; exec " + child("child_idle")), "run-");
+    e.start();
+    first = e.output_handle();
+    const auto text = first->lines().at(0).text;
+    e.stop();
+    e.start();
+    EXPECT_NE(&e.output(), first.get());
+    EXPECT_EQ(first->lines().at(0).text, text);
+    e.stop();
+  }
+  EXPECT_THAT(first->lines().at(0).text, HasSubstr("run-"));
 }

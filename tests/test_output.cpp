@@ -1,6 +1,9 @@
 // Line splitting, bounds, tee and waiting, fed directly (no process needed).
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+
+#include <csignal>
 
 #include <fstream>
 #include <mutex>
@@ -328,4 +331,127 @@ TEST(Output, LogFileIsNotWorldWritableUnderUmaskZero) {
   struct stat st {};
   ASSERT_EQ(::stat(options.log_file.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0644u);
+}
+
+// --- bookmarks and windows ---------------------------------------------------------------------
+
+namespace {
+
+// The number in "out123" / "err123".
+long number(const std::string& text) {
+  return std::stol(text.substr(3));
+}
+
+}  // namespace
+
+TEST(OutputWindow, BetweenReturnsTheExactLinesEvenWhenTheRingDroppedThem) {
+  roadie::testing::TempDir dir;
+  const auto go = dir.path() / "go";
+  constexpr int kPerStream = 3000;
+  roadie::ProcessOptions options;
+  options.output.max_lines = 10;
+  // Waits for the bookmark, then prints outN and errN lines on the two streams.
+  auto p = roadie::Process::spawn(
+      roadie::Command::shell("while [ ! -e " + go.string() +
+                             " ]; do sleep 0.01; done; i=0; while [ $i -lt " +
+                             std::to_string(kPerStream) +
+                             " ]; do echo out$i; echo err$i >&2; i=$((i+1)); done"),
+      options);
+  Output& out = p.output();
+  const auto mark = out.bookmark();
+  EXPECT_EQ(mark.seq, 0u);
+  EXPECT_EQ(mark.journal_offset, 0u);
+  std::ofstream(go) << "x";
+  ASSERT_TRUE(p.wait_for(roadie::scaled(30s)));
+  const std::uint64_t total = out.next_seq();
+  ASSERT_EQ(total, 2u * kPerStream);
+  ASSERT_GT(out.dropped_lines(Stream::out), 0u);  // the ring kept 10 of each
+
+  const auto end = out.bookmark();
+  EXPECT_EQ(end.seq, total);
+  EXPECT_GT(end.journal_offset, 0u);
+
+  for (auto [first, last] : {std::pair<std::uint64_t, std::uint64_t>{0, total},
+                             {1234, 4321}, {total - 15, total}, {17, 18}}) {
+    auto window = out.between(first, last);
+    EXPECT_EQ(window.missing, 0u) << first << ".." << last;
+    ASSERT_EQ(window.lines.size(), last - first) << first << ".." << last;
+    long next[2] = {-1, -1};
+    for (std::size_t i = 0; i < window.lines.size(); ++i) {
+      const auto& line = window.lines[i];
+      ASSERT_EQ(line.seq, first + i);
+      const bool is_out = line.stream == Stream::out;
+      ASSERT_EQ(line.text.substr(0, 3), is_out ? "out" : "err") << line.text;
+      long& expected = next[is_out ? 0 : 1];
+      // Each stream's numbers follow one another.
+      if (expected >= 0) {
+        ASSERT_EQ(number(line.text), expected) << line.text;
+      }
+      expected = number(line.text) + 1;
+      if (i > 0) {
+        ASSERT_GE(line.time, window.lines[i - 1].time);
+      }
+    }
+  }
+  // A window past the end: clamped, nothing missing.
+  auto beyond = out.between(total - 2, total + 100);
+  EXPECT_EQ(beyond.lines.size(), 2u);
+  EXPECT_EQ(beyond.missing, 0u);
+  p.stop();
+}
+
+TEST(OutputWindow, LinesBeforeTheFirstBookmarkComeOnlyFromTheRing) {
+  OutputOptions options;
+  options.max_lines = 10;
+  Output out(options);
+  for (int i = 0; i < 100; ++i) out.append(Stream::out, "early" + std::to_string(i) + "\n");
+  // Nothing journaled yet: a window the ring dropped is missing.
+  auto before = out.between(0, 100);
+  EXPECT_EQ(before.lines.size(), 10u);
+  EXPECT_EQ(before.missing, 90u);
+  const auto mark = out.bookmark();
+  EXPECT_EQ(mark.seq, 100u);
+  std::string batch;
+  for (int i = 0; i < 100; ++i) batch += "late" + std::to_string(i) + "\n";
+  out.append(Stream::out, batch);
+  auto window = out.between(0, 200);
+  EXPECT_EQ(window.missing, 100u);  // early0..early99: dropped before the journal
+  ASSERT_EQ(window.lines.size(), 100u);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(window.lines[i].seq, 100u + i);
+    EXPECT_EQ(window.lines[i].text, "late" + std::to_string(i));
+    EXPECT_EQ(window.lines[i].stream, Stream::out);
+  }
+}
+
+TEST(OutputWindow, AJournalOnAFullFileSystemReportsMissingLines) {
+  // RLIMIT_FSIZE plays a full disk: a write past it fails with EFBIG
+  // (SIGXFSZ ignored for the duration).
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = saved;
+  small.rlim_cur = 16 * 1024;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  OutputOptions options;
+  options.max_lines = 10;
+  Output out(options);
+  out.bookmark();
+  constexpr int kLines = 5000;
+  for (int i = 0; i < kLines; ++i) out.append(Stream::out, "line" + std::to_string(i) + "\n");
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, old_handler);
+
+  auto window = out.between(0, kLines);
+  EXPECT_GT(window.missing, 0u);
+  EXPECT_GT(window.lines.size(), 10u);  // what fit in the journal, and the ring
+  EXPECT_EQ(window.lines.size() + window.missing, static_cast<std::uint64_t>(kLines));
+  for (const auto& line : window.lines) {
+    EXPECT_EQ(line.text, "line" + std::to_string(line.seq));
+  }
+  // Writes work again once there is room.
+  out.append(Stream::out, "after\n");
+  auto last = out.between(kLines, kLines + 1);
+  ASSERT_EQ(last.lines.size(), 1u);
+  EXPECT_EQ(last.lines[0].text, "after");
 }

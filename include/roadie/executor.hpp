@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "roadie/exit_status.hpp"
 #include "roadie/output.hpp"
 #include "roadie/ready.hpp"
+#include "roadie/subscription.hpp"
 
 namespace roadie {
 
@@ -49,18 +51,33 @@ struct ExecutorOptions {
   /// Bounds of the captured output.
   std::size_t max_output_lines = 10'000;
   std::size_t max_output_bytes = 8 * 1024 * 1024;
+  /// The runtime that spawns and watches the service; null means
+  /// Runtime::global(). Shared: the executor (and every copy of these
+  /// options) keeps it alive, so it outlives the processes it spawned.
+  std::shared_ptr<Runtime> runtime;
 };
 
 /// Lifecycle events of an executor, in firing order. Override what you need.
-/// on_line runs on the event-loop thread (keep it short); the others run on the
-/// thread that caused them, except on_exited (event-loop thread, or the thread
-/// of a stop() that learns of the exit first). A listener may be called from
-/// several threads, never twice at once for one event.
+/// on_line runs on the event-loop thread, which serves every process of the
+/// runtime: keep it short and never block in it; a listener that needs the
+/// lines of a test takes Output::bookmark()s and reads Output::between()
+/// later on its own thread (see output.hpp). The others run on the thread
+/// that caused them, except on_exited (event-loop thread, or the thread of a
+/// stop() that learns of the exit first). A listener may be called from
+/// several threads, never twice at once for one event. Listeners are called
+/// in add_listener() order (lowest priority first); one that throws is logged
+/// and the others still run.
 class ExecutorListener {
  public:
   virtual ~ExecutorListener() = default;
+  /// start() begins (the service is not running). Always followed, on the same
+  /// thread, by exactly one on_ready or on_start_failed.
   virtual void on_starting(const Executor&) {}
   virtual void on_ready(const Executor&, std::chrono::nanoseconds /*time_to_ready*/) {}
+  /// start() is about to throw `error` (AlreadyRunning, SpawnError,
+  /// ProcessExitedWithError, TimeoutExpired, Cancelled, or a probe's own
+  /// error); the service was stopped already.
+  virtual void on_start_failed(const Executor&, const std::exception_ptr& /*error*/) {}
   virtual void on_line(const Executor&, const Line&) {}
   /// The service exited by itself (not through stop() or kill()) after it was
   /// ready; once per run. (An exit before readiness is start()'s exception.)
@@ -100,10 +117,12 @@ class StoppedScope {
 /// stop() or kill() on another thread during a start() cancels it (start()
 /// throws Cancelled) and then stops the service, so a watchdog thread that
 /// gives up on a test can always stop it. The reference output() returns is
-/// valid until the next start(). Moving, assigning, destroying, add_listener()
-/// and stopped() must not race with other uses of the executor. Listeners may
-/// call running(), pid(), exit_status() and output() but must not call
-/// start(), stop() or kill() from on_line or on_exited (the event-loop thread).
+/// valid until the next start(); output_handle() keeps a run's output for as
+/// long as it is held. add_listener() may be called from any thread, from a
+/// listener too. Moving, assigning, destroying and stopped() must not race
+/// with other uses of the executor. Listeners may call running(), pid(),
+/// exit_status(), output() and add_listener() but must not call start(),
+/// stop() or kill() from on_line or on_exited (the event-loop thread).
 class Executor {
  public:
   explicit Executor(Command command, ExecutorOptions options = {});
@@ -118,7 +137,11 @@ class Executor {
   /// - SpawnError: the program could not be executed;
   /// - ProcessExitedWithError: the process exited before it was ready (at
   ///   once, whatever its exit code);
-  /// - TimeoutExpired: not ready within `timeout` (the process is stopped).
+  /// - TimeoutExpired: not ready within `timeout`; the process got its stop
+  ///   escalation (stop signal, `stop_timeout`, kill signal) before this is
+  ///   thrown, and the message says how it ended.
+  /// Listeners see on_starting, then on_ready or (whatever is thrown)
+  /// on_start_failed.
   Executor& start();
   /// start() that can be cancelled: when `cancel` is requested during the
   /// start, the process gets its stop escalation (stop signal, grace, kill
@@ -137,9 +160,12 @@ class Executor {
   bool running() const;
   /// The pid while started, -1 before.
   pid_t pid() const;
-  /// The output of the current (or last) run. Throws roadie::Error before the
-  /// first start.
+  /// The output of the current (or last) run; the reference is valid until
+  /// the next start(). Throws roadie::Error before the first start.
   Output& output() const;
+  /// The same output, kept alive as long as the pointer is held (across
+  /// restarts and after the executor is gone). Throws like output().
+  std::shared_ptr<Output> output_handle() const;
   /// The exit status of the last run, once it ended.
   std::optional<ExitStatus> exit_status() const;
   /// Waits until the current run's process exits (by itself, or through
@@ -158,8 +184,14 @@ class Executor {
   const ExecutorOptions& options() const;
   const ReadinessCheck& check() const;
 
-  /// Adds a listener for the lifecycle events (kept until the executor goes).
-  Executor& add_listener(std::shared_ptr<ExecutorListener> listener);
+  /// Adds a listener for the lifecycle events, until the returned
+  /// Subscription is reset or destroyed (which waits for a call of it in
+  /// progress on another thread) or the executor goes. Listeners are called
+  /// by `priority` ascending, then in the order they were added. A listener
+  /// added while the service runs gets that run's lines from then on (one
+  /// added before start() gets them from the first line). Throws
+  /// roadie::Error when `listener` is null.
+  Subscription add_listener(std::shared_ptr<ExecutorListener> listener, int priority = 0);
 
   /// "service 'redis' (`redis-server --port 7001`)", for messages.
   std::string describe() const;

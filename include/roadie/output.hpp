@@ -52,10 +52,38 @@ struct OutputOptions {
   std::filesystem::path log_file;
 };
 
+/// A position in an Output, taken by Output::bookmark().
+struct OutputBookmark {
+  /// The seq the next completed line gets (Output::next_seq() when taken).
+  std::uint64_t seq = 0;
+  /// Bytes in the output's journal when taken: where that line's record will
+  /// start (0 when the journal could not be created).
+  std::uint64_t journal_offset = 0;
+};
+
+/// The lines of a range of seqs, from Output::between().
+struct OutputWindow {
+  /// In seq order, each with its time and stream.
+  std::vector<Line> lines;
+  /// Lines of the range that could not be returned: dropped by the ring
+  /// before any bookmark started the journal, or lost because a journal write
+  /// failed (a full file system).
+  std::uint64_t missing = 0;
+};
+
 /// The output of one process. Thread-safe: the runtime's event loop appends,
-/// any thread reads, waits or subscribes.
+/// any thread reads, waits, subscribes, bookmarks or reads windows.
+///
+/// Subscribers run on the event-loop thread, which serves every process of
+/// the runtime: a slow subscriber delays every service's output and exit.
+/// A consumer that needs "the lines of one test" takes a bookmark() at each
+/// end and reads between() them later, on its own thread; one that must do
+/// real work per line hands the line to a thread of its own.
 class Output {
  public:
+  using Bookmark = OutputBookmark;
+  using Window = OutputWindow;
+
   /// Throws roadie::Error when the log file cannot be opened (or is a
   /// symbolic link).
   explicit Output(OutputOptions options = {});
@@ -111,8 +139,30 @@ class Output {
   }
 
   /// Calls `on_line` for every line completed from now on, on the event-loop
-  /// thread: keep it short and never block in it.
+  /// thread: keep it short and never block in it (see the class comment).
+  /// A subscriber that throws is logged; the others still run. Resetting the
+  /// subscription waits for a call in progress on another thread.
   Subscription subscribe(std::function<void(const Line&)> on_line);
+
+  /// The position now. The first bookmark starts the journal: from then on
+  /// every completed line (seq, time, stream, text) is also appended to an
+  /// unlinked temporary file (in $TMPDIR, else /tmp) by append()/close(),
+  /// one write per call, so between() can return lines the ring buffers have
+  /// dropped. Nothing is journaled, and nothing costs, before the first
+  /// bookmark. The journal grows with the output (disk, not memory) and is
+  /// deleted with this Output. Never throws for the journal: when it cannot
+  /// be created or written, the lines it would have kept are reported as
+  /// `missing` by between(). Cheap: call it at every test's start and end.
+  Bookmark bookmark();
+
+  /// The lines with `first_seq <= seq < end_seq` (end_seq is clamped to
+  /// next_seq(): lines not written yet are neither returned nor missing),
+  /// exact even when the ring buffers dropped them, provided a bookmark was
+  /// taken at or before `first_seq`: those are read back from the journal.
+  /// Lines before the first bookmark come from the ring only; those it
+  /// dropped count in `missing`. Reads the journal without holding the lock
+  /// the producer takes, so a large window never stalls the event loop.
+  Window between(std::uint64_t first_seq, std::uint64_t end_seq) const;
 
   // Producer side: the runtime feeds process output here. Public so that the
   // same splitting and bounds can be used (and tested) on any byte source.

@@ -117,6 +117,9 @@ class Process {
 
   /// The captured output (valid as long as this handle is).
   Output& output() const;
+  /// The captured output, kept alive as long as the pointer is held (the
+  /// handle, the runtime and the process may go meanwhile).
+  std::shared_ptr<Output> output_handle() const;
 
   /// Calls `on_exit` once when the process exits: on the event-loop thread, or
   /// on the thread running stop() if that one learns of the exit first (at

@@ -93,6 +93,12 @@ Output& Process::output() const {
   return state_->output;
 }
 
+std::shared_ptr<Output> Process::output_handle() const {
+  // Shares the state's ownership, not the runtime's: holding a run's output
+  // keeps no event loop alive.
+  return {state_, &state_->output};
+}
+
 bool Process::running() const {
   std::lock_guard lock(state_->mutex);
   return !state_->status;
@@ -142,27 +148,14 @@ void Process::signal(int sig) const {
 }
 
 Subscription Process::on_exit(std::function<void(const ExitStatus&)> fn) const {
-  auto callback = std::make_shared<detail::ExitCallback>();
-  callback->fn = std::move(fn);
-  {
-    std::unique_lock lock(state_->mutex);
-    if (state_->status) {
-      ExitStatus status = *state_->status;
-      lock.unlock();
-      callback->fn(status);
-      return {};
-    }
-    state_->exit_callbacks.push_back(callback);
+  std::unique_lock lock(state_->mutex);
+  if (state_->status) {
+    ExitStatus status = *state_->status;
+    lock.unlock();
+    fn(status);
+    return {};
   }
-  std::weak_ptr<detail::ProcessState> weak = state_;
-  return Subscription([weak, callback] {
-    auto state = weak.lock();
-    if (!state) return;
-    std::lock_guard dispatch_lock(state->dispatch);
-    callback->active = false;
-    std::lock_guard lock(state->mutex);
-    state->exit_callbacks.remove(callback);
-  });
+  return state_->exit_callbacks.add(std::move(fn));
 }
 
 std::vector<pid_t> Process::descendants() const {

@@ -650,27 +650,23 @@ ExitStatus ProcessState::mark_reaped_elsewhere() {
 }
 
 bool ProcessState::publish_exit(ExitStatus s) {
-  std::list<std::shared_ptr<ExitCallback>> callbacks;
   {
     std::lock_guard lock(mutex);
     if (status) return false;
     exit_seq = output.next_seq();
     status = s;
     exit_seen = std::chrono::steady_clock::now();
-    callbacks.swap(exit_callbacks);
   }
   exited.notify_all();
-  std::lock_guard dispatch_lock(dispatch);
-  for (const auto& callback : callbacks) {
-    if (!callback->active) continue;
+  exit_callbacks.call(s, [this](const std::exception_ptr& error) {
     try {
-      callback->fn(s);
+      std::rethrow_exception(error);
     } catch (const std::exception& e) {
       log().error("{}: exit callback threw: {}", name, e.what());
     } catch (...) {
       log().error("{}: exit callback threw", name);
     }
-  }
+  });
   return true;
 }
 

@@ -19,15 +19,11 @@
 
 #include "roadie/process.hpp"
 #include "roadie/runtime.hpp"
+#include "../callback_list.hpp"
 #include "linux.hpp"
 #include "watchdog.hpp"
 
 namespace roadie::detail {
-
-struct ExitCallback {
-  std::function<void(const ExitStatus&)> fn;
-  bool active = true;
-};
 
 struct ProcessState {
   ProcessState(std::string name_, Command command_, ProcessOptions options)
@@ -57,12 +53,12 @@ struct ProcessState {
   std::uint64_t exit_seq = UINT64_MAX;  // output().next_seq() when the exit was published
   std::atomic<bool> kill_signal_sent{false};  // stop()'s escalation or kill() sent it
   std::chrono::steady_clock::time_point exit_seen;
-  std::list<std::shared_ptr<ExitCallback>> exit_callbacks;
+  // Added to under `mutex` while `status` is unknown; called once, by publish_exit().
+  CallbackList<const ExitStatus&> exit_callbacks{"exit callback"};
   // Guarded by RuntimeImpl::orphans_mutex_: stop() has begun (an orphan
   // shared with other services goes to the last of them to stop).
   bool stop_begun = false;
   Subscription line_subscription;  // ProcessOptions::on_line
-  std::recursive_mutex dispatch;   // held while exit callbacks run
 
   // stop() runs once at a time; `stopped` is set when it finished (reaped,
   // pipes drained and closed).
