@@ -2,8 +2,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -122,6 +124,25 @@ TEST(PortsHelper, DISABLED_ReservesAndHolds) {
     FAIL() << e.what();
   }
   for (const auto& r : held) std::printf("port %d\n", r.port().value());
+  if (std::getenv("ROADIE_TEST_PORTS_CHILD") != nullptr) {
+    // A child that execs while the reservations are held (as a service would).
+    const char* argv[] = {"sleep", "60", nullptr};
+    pid_t child = 0;
+    ASSERT_EQ(::posix_spawnp(&child, "sleep", nullptr, nullptr, const_cast<char**>(argv), environ),
+              0);
+    // posix_spawn returns once the child's exec has begun; its close-on-exec
+    // descriptors are closed a moment later. Wait (bounded) for that.
+    const auto fd_dir = "/proc/" + std::to_string(child) + "/fd";
+    const auto until = std::chrono::steady_clock::now() + 2s;
+    auto count = [&] {
+      std::error_code ec;
+      auto it = std::filesystem::directory_iterator(fd_dir, ec);
+      return ec ? 0 : std::distance(it, std::filesystem::directory_iterator());
+    };
+    while (count() > 3 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(1ms);
+    std::printf("child %d\n", child);
+  }
   std::printf("held\n");
   std::fflush(stdout);
   const char* release = std::getenv("ROADIE_TEST_RELEASE");
@@ -147,6 +168,12 @@ TEST_F(PortsTest, AReservedPortIsFreeNamedAndOutsideTheEphemeralRange) {
   int low = 0;
   int high = 0;
   ASSERT_TRUE(range >> low >> high);
+  std::vector<PortReservation> more;
+  for (int i = 0; i < 20; ++i) more.push_back(PortReservation::reserve());
+  for (const auto& m : more) {
+    const int p = m.port().value();
+    EXPECT_TRUE(p < low || p > high) << p << " is in the ephemeral range";
+  }
   const int port = r.port().value();
   EXPECT_TRUE(port < low || port > high) << port << " is in the ephemeral range";
   Listener service(port);  // the service can bind what was reserved
@@ -156,6 +183,9 @@ TEST_F(PortsTest, AReservedPortIsFreeNamedAndOutsideTheEphemeralRange) {
 TEST_F(PortsTest, ThreadsHoldingManyReservationsAtOnceNeverShareAPort) {
   constexpr int kThreads = 8;
   constexpr int kEach = 100;
+  // 800 of 1000 candidates: without the lock, threads starting at random
+  // places would meet.
+  ScopedEnv range("ROADIE_PORTS_RANGE", "21000-21999");
   std::vector<std::vector<PortReservation>> held(kThreads);
   std::vector<std::string> errors(kThreads);
   {
@@ -186,6 +216,8 @@ TEST_F(PortsTest, ProcessesReservingAtOnceNeverShareAPort) {
   roadie::testing::TempDir dir;
   const auto release = dir.path() / "release";
   constexpr int kProcesses = 4;
+  // 250 of 400 candidates: without the lock, processes would meet.
+  ScopedEnv range("ROADIE_PORTS_RANGE", "22000-22399");
   std::vector<Process> holders;
   for (int i = 0; i < kProcesses; ++i) {
     holders.push_back(spawn_holder(
@@ -249,6 +281,26 @@ TEST_F(PortsTest, AKilledHoldersPortCanBeReservedAgainAtOnce) {
     EXPECT_EQ(roadie::testing::error_of([&] { PortReservation::reserve_exact(port); }), "")
         << "port " << port << " stayed reserved after its holder was killed";
   }
+  holder.stop();
+}
+
+// The descriptor is close-on-exec: a child of the holder (a service) does not
+// keep the reservation alive after the holder died.
+TEST_F(PortsTest, AKilledHoldersChildDoesNotKeepItsReservation) {
+  Process holder = spawn_holder({{"ROADIE_TEST_PORTS_CHILD", "1"}});
+  ASSERT_TRUE(holder.output().wait_for("^held$", roadie::scaled(30s)))
+      << holder.output().excerpt(40);
+  const auto ports = ports_printed(holder);
+  ASSERT_EQ(ports.size(), 1u);
+  const auto child_line = holder.output().wait_for("^child [0-9]+$", 0s);
+  ASSERT_TRUE(child_line);
+  const pid_t child = std::stoi(child_line->text.substr(6));
+  ASSERT_EQ(::kill(holder.pid(), SIGKILL), 0);
+  holder.wait();
+  EXPECT_EQ(roadie::testing::error_of([&] { PortReservation::reserve_exact(ports[0]); }), "")
+      << "the holder's child kept port " << ports[0] << " reserved";
+  ::kill(child, SIGKILL);  // re-parented to us (the runtime is a subreaper)
+  ::waitpid(child, nullptr, 0);
   holder.stop();
 }
 
