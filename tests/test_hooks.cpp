@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "roadie/hooks.hpp"
+#include "roadie/scheduler.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -842,6 +843,34 @@ TEST(HookRegistry, NamesAreSortedAndReplaced) {
     EXPECT_EQ(e.line(), 2);
     EXPECT_NE(std::string(e.what()).find("the factory made nothing"), std::string::npos);
   }
+}
+
+// ------------------------------------------------------------------ connect
+
+TEST(HookConnect, SchedulerJobsBecomeJobEventsWithTheirKeys) {
+  HookBus bus;
+  Recorder r;
+  add(bus, "jobs", {{"job_start", [&](EventContext& e) {
+                       r.note("start " + e.string("job_path") + " (" + e.string("job_label") + ")")(e);
+                     }},
+                    {"job_done", [&](EventContext& e) {
+                       EXPECT_GE(e.floating("job_duration"), 0.0);
+                       r.note("done " + e.string("job_path") + " " + e.string("job_state") + " '" +
+                              e.string("job_reason") + "'")(e);
+                     }}});
+  roadie::Scheduler inner(roadie::SchedulerOptions{.label = "inner"});
+  inner.add([] {}, {.label = "step"});
+  roadie::Scheduler outer(roadie::SchedulerOptions{.label = "outer"});
+  auto first = outer.add([] {}, {.label = "first"});
+  auto nested = outer.add_scheduler(std::move(inner), {.label = "inner"});
+  nested.require(first);
+  auto connection = bus.connect(outer);
+  outer.run();
+  EXPECT_EQ(r.events, (std::vector<std::string>{"start first (first)", "done first done ''",
+                                                "start inner (inner)", "start inner/step (step)",
+                                                "done inner/step done ''", "done inner done ''"}));
+  connection.reset();
+  EXPECT_FALSE(bus.listens("nothing"));
 }
 
 }  // namespace

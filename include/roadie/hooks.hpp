@@ -9,7 +9,6 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
-#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -211,8 +210,9 @@ class Plugin {
   const std::string& ident() const noexcept { return ident_; }
   /// Registers the plugin's hooks; called once by HookBus::add_plugin.
   virtual void initialize() = 0;
-  /// Called when the bus goes away or the plugin is removed, after its last
-  /// hook returned (flush files here). Never throws out of the bus.
+  /// Called when the bus goes away (last added plugin first), after its last
+  /// hook returned, except a hook the watchdog left behind, which may still
+  /// run (flush files here). Never throws out of the bus.
   virtual void finish() {}
 
  protected:
@@ -244,7 +244,13 @@ struct HookBusOptions {
   /// without a bound (the cheapest dispatch). Positive: each phase runs on the
   /// bus's worker threads and a callback that overruns is reported as a
   /// failure (timed_out) and left behind: the event goes on and returns in
-  /// bounded time; the late callback's updates are dropped.
+  /// bounded time; the late callback's updates are dropped. Without
+  /// `threaded` the callbacks of a phase still run one after the other, each
+  /// bounded by the watchdog (a phase waits at most watchdog x callbacks);
+  /// with it, a phase waits at most the watchdog. A late callback keeps what
+  /// it reads (its context's values, its plugin) alive, so it may end after
+  /// the event or the bus is gone; it must not touch the bus (EventContext::bus()
+  /// may be dangling by then).
   std::chrono::milliseconds watchdog{0};
   /// Events queued by post() and not yet dispatched; when full, post() drops
   /// the event and counts it (dropped_posts()), never blocking the caller.
@@ -327,7 +333,9 @@ class HookBus {
   const HookBusOptions& options() const noexcept;
 
   /// Adds a plugin and calls its initialize(). Throws HookError when the ident
-  /// is taken (nothing is added).
+  /// is taken or unusable (empty, longer than 200 bytes, containing '/' or a
+  /// NUL, "." or "..": plugins name files after their ident), or when
+  /// initialize() throws (nothing is added).
   Plugin& add_plugin(std::unique_ptr<Plugin> plugin);
   template <class P, class... A>
   P& emplace_plugin(A&&... args) {
@@ -346,10 +354,14 @@ class HookBus {
   /// Fires `event` on the calling thread with these locals; returns the
   /// locals as they were after the post callbacks.
   Values fire(std::string_view event, Values locals = {});
-  /// Queues `event` for the bus's dispatcher thread (in order, one at a time)
-  /// and returns at once. Failures are always squashed (recorded).
+  /// Queues `event` for the bus's dispatcher thread (in order, one at a time;
+  /// the thread starts with the first post) and returns at once. An event
+  /// nobody listens to when it is posted is not queued. Failures are always
+  /// squashed (recorded).
   void post(std::string event, Values locals = {});
-  /// Waits until every event posted before the call was dispatched.
+  /// Waits until every event posted before the call was dispatched. Throws
+  /// HookError when called from a posted event's callback (it would wait for
+  /// itself).
   void drain();
   /// Events post() dropped because the queue was full.
   std::uint64_t dropped_posts() const noexcept;
@@ -361,7 +373,8 @@ class HookBus {
   Values globals() const;
   void set_global(std::string name, Value value);
 
-  /// Failures recorded under `squash_exceptions` (and of posted events).
+  /// Failures recorded under `squash_exceptions` (and of posted events): the
+  /// first 10,000; report() counts the rest.
   std::vector<HookFailure> failures() const;
   /// One line per recorded failure; empty when there was none.
   std::string report() const;
