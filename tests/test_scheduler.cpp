@@ -85,6 +85,14 @@ std::size_t slots_held(const Scheduler& s) {
   return impl.running;
 }
 
+// What timeout messages add when ROADIE_TIME_SCALE stretches the deadlines.
+std::string scale_note() {
+  if (roadie::time_scale() == 1.0) return "";
+  char text[48];
+  std::snprintf(text, sizeof text, " (ROADIE_TIME_SCALE=%g)", roadie::time_scale());
+  return text;
+}
+
 // A bound for runs that would hang if a window slot were kept.
 std::chrono::milliseconds hang_guard() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(roadie::scaled(20s));
@@ -431,7 +439,7 @@ TEST_F(SchedulerTest, GlobalTimeout) {
   auto report = s.run();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
   EXPECT_FALSE(report);
-  EXPECT_EQ(report.why(), "the run timed out after 0.20 s");
+  EXPECT_EQ(report.why(), "the run timed out after 0.20 s" + scale_note());
   EXPECT_EQ(slow.state(), JobState::timed_out);
   EXPECT_EQ(fast.state(), JobState::done);
   EXPECT_EQ(never.state(), JobState::cancelled);
@@ -447,9 +455,67 @@ TEST_F(SchedulerTest, PerJobTimeout) {
   auto report = s.run();
   EXPECT_TRUE(report);
   EXPECT_EQ(slow.state(), JobState::timed_out);
-  EXPECT_EQ(slow.reason(), "ran past its timeout of 0.10 s");
+  EXPECT_EQ(slow.reason(), "ran past its timeout of 0.10 s" + scale_note());
   EXPECT_EQ(next.state(), JobState::skipped);
-  EXPECT_EQ(next.reason(), "requires 'slow' which timed out: ran past its timeout of 0.10 s");
+  EXPECT_EQ(next.reason(),
+            "requires 'slow' which timed out: ran past its timeout of 0.10 s" + scale_note());
+}
+
+// Disabled: run only by TimeoutsStretchWithTheTimeScale, in a child with
+// ROADIE_TIME_SCALE=4.
+TEST(SchedulerTimeScale, DISABLED_StretchesRunAndJobTimeouts) {
+  ASSERT_EQ(roadie::time_scale(), 4.0);
+  Scheduler s({.label = "scaled", .timeout = 1s});
+  // 200 ms stretched to 800 ms: a 400 ms job is in time.
+  Job in_time = s.add([](JobContext& ctx) { return ctx.sleep_for(400ms); },
+                      {.label = "in-time", .critical = false, .timeout = 200ms});
+  // 100 ms stretched to 400 ms: stopped then, not after 100 ms.
+  Job late = s.add([](JobContext& ctx) { ctx.sleep_for(30s); },
+                   {.label = "late", .critical = false, .timeout = 100ms});
+  // The largest timeouts, stretched, saturate: no limit, never a deadline in the past.
+  Job huge = s.add([] { return true; },
+                   {.label = "huge", .critical = false, .timeout = std::chrono::milliseconds::max()});
+  auto report = s.run();
+  EXPECT_TRUE(report) << report.why();
+  EXPECT_EQ(in_time.state(), JobState::done) << in_time.reason();
+  EXPECT_TRUE(in_time.result<bool>()) << "the sleep was stopped";
+  EXPECT_EQ(late.state(), JobState::timed_out);
+  EXPECT_GE(late.duration(), 400ms);
+  EXPECT_EQ(late.reason(), "ran past its timeout of 0.10 s (ROADIE_TIME_SCALE=4)");
+  EXPECT_EQ(huge.state(), JobState::done) << huge.reason();
+
+  // The run's own timeout: 300 ms stretched to 1.2 s.
+  Scheduler slow({.label = "slow", .timeout = 300ms});
+  Job sleeper = slow.add([](JobContext& ctx) { ctx.sleep_for(30s); }, {.label = "sleeper"});
+  const auto t0 = std::chrono::steady_clock::now();
+  auto slow_report = slow.run();
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 1200ms);
+  EXPECT_FALSE(slow_report);
+  EXPECT_EQ(slow_report.why(), "the run timed out after 0.30 s (ROADIE_TIME_SCALE=4)");
+  EXPECT_EQ(sleeper.state(), JobState::timed_out);
+
+  Scheduler unbounded({.label = "unbounded", .timeout = std::chrono::milliseconds::max()});
+  Job quick = unbounded.add([] {}, {.label = "quick", .timeout = std::chrono::milliseconds::max()});
+  EXPECT_TRUE(unbounded.run());
+  EXPECT_EQ(quick.state(), JobState::done);
+}
+
+TEST_F(SchedulerTest, TimeoutsStretchWithTheTimeScale) {
+  roadie::Command command{self_path(), "--gtest_filter=SchedulerTimeScale.DISABLED_*",
+                  "--gtest_also_run_disabled_tests"};
+  command.set_env("ROADIE_TIME_SCALE", "4");
+  auto p = roadie::Process::spawn(command);
+  auto status = p.wait_for(roadie::scaled(60s));
+  if (!status) p.stop();
+  ASSERT_TRUE(status.has_value()) << "the child did not finish";
+  EXPECT_EQ(status->describe(), "exited with code 0") << p.output().excerpt(60);
+  EXPECT_THAT(p.output().text(roadie::Stream::out), HasSubstr("[  PASSED  ] 1 test"));
+}
+
+TEST_F(SchedulerTest, AnEmptySequenceIsASchedulerError) {
+  EXPECT_THROW(Sequence(std::initializer_list<Job>{}), roadie::SchedulerError);
+  EXPECT_THAT(roadie::testing::error_of([] { Sequence(std::initializer_list<Job>{}); }),
+              HasSubstr("no jobs"));
 }
 
 // Huge durations mean "no practical limit", never a deadline that overflowed
