@@ -36,6 +36,7 @@ const std::vector<std::string> kReadyKeys{"banner", "tcp",  "http", "pidfile",
                                           "unix",   "exec", "all",  "any"};
 const std::vector<std::string> kBannerKeys{"pattern", "stream"};
 const std::vector<std::string> kHttpKeys{"url", "method", "status", "headers", "body"};
+const std::string kCommandExample = "[redis-server, --port, \"${ports.redis}\"]";
 const std::vector<std::string> kMethods{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
 
 std::string join(const std::vector<std::string>& words) {
@@ -124,6 +125,7 @@ struct GraphNode {
   struct Edge {
     std::string target;
     YAML::Mark mark;
+    std::string key;  // "services.api.requires[0]"
   };
   std::vector<Edge> edges;
 };
@@ -151,7 +153,7 @@ class Loader {
     std::vector<YAML::Node> documents;
     try {
       documents = YAML::LoadAll(*text_);
-    } catch (const YAML::ParserException& e) {
+    } catch (const YAML::Exception& e) {
       fail(e.mark, "", "invalid YAML: " + e.msg);
     }
     if (documents.size() > 1) {
@@ -309,11 +311,10 @@ class Loader {
     return out;
   }
 
-  std::vector<std::string> argv(const Field& field, const std::string& what) {
-    const std::string form =
-        "a list of strings (" + what +
-        ", e.g. [redis-server, --port, \"${ports.redis}\"]; no shell runs: write "
-        "[sh, -c, \"...\"] for shell syntax)";
+  std::vector<std::string> argv(const Field& field, const std::string& what,
+                                const std::string& example) {
+    const std::string form = "a list of strings (" + what + ", e.g. " + example +
+                             "; no shell runs: write [sh, -c, \"...\"] for shell syntax)";
     std::vector<std::string> out;
     for (const auto& item : items(field, form)) out.push_back(text(item, "a string"));
     if (out.empty()) fail(field, "empty command: expected " + what);
@@ -376,9 +377,10 @@ class Loader {
   }
 
   // A list of names (ports, requires): each valid, none twice.
-  std::vector<std::pair<std::string, YAML::Mark>> names(const Field& field, const std::string& what,
-                                                        bool port_names) {
-    std::vector<std::pair<std::string, YAML::Mark>> out;
+  // Each name with its item (the item's key is "...requires[1]").
+  std::vector<std::pair<std::string, Field>> names(const Field& field, const std::string& what,
+                                                   bool port_names) {
+    std::vector<std::pair<std::string, Field>> out;
     std::map<std::string, int> seen;
     for (const auto& item : items(field, "a list of " + what + " names, e.g. [" +
                                              (port_names ? "api, metrics" : "redis") + "]")) {
@@ -393,7 +395,7 @@ class Loader {
                        std::to_string(first->second) + ")");
       }
       seen.emplace(name, item.mark.line + 1);
-      out.emplace_back(name, item.mark);
+      out.emplace_back(name, item);
     }
     return out;
   }
@@ -434,15 +436,15 @@ class Loader {
     for (auto& field : entries(entry.value, kServiceKeys, "a service")) {
       const Field& value = field.value;
       if (field.name == "command") {
-        service.command = argv(value, "the program and its arguments");
+        service.command = argv(value, "the program and its arguments", kCommandExample);
         has_command = true;
       } else if (field.name == "env") {
         service.env = environment(value);
       } else if (field.name == "cwd") {
         service.cwd = path(value, "a directory");
       } else if (field.name == "ports") {
-        for (auto& [name, mark] : names(value, "port", true)) {
-          declare_port(name, mark, value.key, entry.name);
+        for (auto& [name, item] : names(value, "port", true)) {
+          declare_port(name, item.mark, item.key, entry.name);
           service.ports.push_back(name);
         }
       } else if (field.name == "ready") {
@@ -463,7 +465,8 @@ class Loader {
       } else if (field.name == "log_file") {
         service.log_file = path(value, "a file path");
       } else if (field.name == "reset") {
-        service.reset = argv(value, "the reset command and its arguments");
+        service.reset = argv(value, "the reset command and its arguments",
+                             "[redis-cli, -p, \"${ports.redis}\", flushall]");
       }
     }
     if (!has_command) {
@@ -489,7 +492,7 @@ class Loader {
     for (auto& field : entries(entry.value, kJobKeys, "a job")) {
       const Field& value = field.value;
       if (field.name == "command") {
-        job.command = argv(value, "the program and its arguments");
+        job.command = argv(value, "the program and its arguments", kCommandExample);
         has_command = true;
       } else if (field.name == "env") {
         job.env = environment(value);
@@ -514,12 +517,12 @@ class Loader {
 
   std::vector<std::string> requirements(const Field& field, GraphNode& node) {
     std::vector<std::string> out;
-    for (auto& [name, mark] : names(field, "service or job", false)) {
+    for (auto& [name, item] : names(field, "service or job", false)) {
       if (std::find(known_names_.begin(), known_names_.end(), name) == known_names_.end()) {
-        fail(mark, field.key,
+        fail(item,
              "unknown service or job " + in_quotes(name) + stack::did_you_mean(name, known_names_));
       }
-      node.edges.push_back({name, mark});
+      node.edges.push_back({name, item.mark, item.key});
       out.push_back(name);
     }
     return out;
@@ -574,7 +577,8 @@ class Loader {
       spec.path = path(value, "the unix socket's path");
     } else if (form.name == "exec") {
       spec.kind = ReadySpec::Kind::exec;
-      spec.argv = argv(value, "the probe command and its arguments");
+      spec.argv = argv(value, "the probe command and its arguments",
+                       "[redis-cli, -p, \"${ports.redis}\", ping]");
     } else {
       spec.kind = form.name == "all" ? ReadySpec::Kind::all : ReadySpec::Kind::any;
       const auto children =
@@ -757,7 +761,7 @@ class Loader {
           path += graph_[target].name;
           const GraphNode& first = graph_[stack[start].node];
           const auto& edge = first.edges[stack[start].next_edge - 1];
-          fail(edge.mark, first.key + ".requires", "dependency cycle: " + path);
+          fail(edge.mark, edge.key, "dependency cycle: " + path);
         }
         if (color[target] == Color::white) {
           color[target] = Color::grey;
