@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -32,6 +33,8 @@ constexpr int kLowestCandidate = 20000;
 // ip_local_port_range spans nearly everything): ask the kernel instead.
 constexpr int kMinimumCandidates = 512;
 constexpr int kKernelAttempts = 1000;
+// The holder's "PID NAME\n" in each lock file, padded with NULs.
+constexpr std::size_t kHolderRecord = 128;
 
 std::string errno_text(int error) {
   return std::strerror(error);
@@ -164,20 +167,24 @@ bool try_lock(int fd, int port) {
 
 // Who holds a lock: "pid NAME" as the holder wrote it (best effort).
 std::string holder_of(int fd) {
-  char text[256] = {};
-  const auto n = ::pread(fd, text, sizeof text - 1, 0);
-  if (n <= 0) return {};
-  std::string holder(text, static_cast<std::size_t>(n));
-  while (!holder.empty() && (holder.back() == '\n' || holder.back() == '\0')) holder.pop_back();
+  char text[kHolderRecord + 1] = {};
+  if (::pread(fd, text, kHolderRecord, 0) <= 0) return {};
+  std::string holder(text);  // up to the first NUL
+  if (const auto end = holder.find('\n'); end != std::string::npos) holder.resize(end);
   return holder;
 }
 
 void write_holder(int fd, const std::string& name) {
-  const std::string text = std::to_string(::getpid()) + (name.empty() ? "" : " " + name) + "\n";
+  // One fixed-size record, never a truncation: ext4 flushes a file that was
+  // truncated to 0 and rewritten when it is closed (auto_da_alloc), which made
+  // a reservation cost milliseconds of I/O wait.
+  char record[kHolderRecord] = {};
+  std::string text = std::to_string(::getpid()) + (name.empty() ? "" : " " + name);
+  text.resize(std::min(text.size(), sizeof record - 2));
+  std::memcpy(record, text.data(), text.size());
+  record[text.size()] = '\n';
   // Best effort (a read-only lock file keeps its old text): diagnostics only.
-  if (::ftruncate(fd, 0) == 0) {
-    [[maybe_unused]] auto n = ::pwrite(fd, text.data(), text.size(), 0);
-  }
+  [[maybe_unused]] auto n = ::pwrite(fd, record, sizeof record, 0);
 }
 
 // Binds `address` (SO_REUSEADDR: a TIME_WAIT left by an earlier user does not
