@@ -370,6 +370,7 @@ void HookBus::Impl::add_plugins(std::vector<std::shared_ptr<Plugin>> adding, std
 }
 
 Values HookBus::Impl::fire(std::string_view event, Values locals, bool force_squash) {
+  if (total_listeners.load(std::memory_order_relaxed) == 0) return locals;
   EventEntry* entry = lookup(event);
   if (entry == nullptr || entry->listeners.load(std::memory_order_relaxed) == 0) return locals;
 
