@@ -46,7 +46,7 @@ Command::Command(std::initializer_list<std::string> argv)
     : Command(std::vector<std::string>(argv)) {}
 
 Command::Command(std::vector<std::string> argv) : argv_(std::move(argv)) {
-  if (argv_.empty()) throw std::invalid_argument("roadie::Command: argv must not be empty");
+  if (argv_.empty()) throw Error("roadie::Command: argv must not be empty (the first element is the program to run)");
   for (std::size_t i = 0; i < argv_.size(); ++i) {
     if (!has_nul(argv_[i])) continue;
     throw Error("roadie::Command: " +

@@ -148,7 +148,7 @@ TEST_F(HardeningTest, AnExitAfterReadinessIsReportedOnceAsExited) {
   };
   auto listener = std::make_shared<Listener>();
   roadie::OutputExecutor job(Command{"/bin/sh", "-c", "echo done"}, "done");
-  job.add_listener(listener);
+  auto listening = job.add_listener(listener);
   job.start();
   ASSERT_TRUE(job.wait_for_exit(roadie::scaled(10s)));
   job.stop();

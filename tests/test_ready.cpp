@@ -154,3 +154,10 @@ TEST_F(ReadyTest, ExecProbeWithAHugeAttemptTimeoutWaitsForTheProbe) {
   e.start();
   e.stop();
 }
+
+TEST(Ready, EmptyCompositionsAndANullCheckAreRoadieErrors) {
+  EXPECT_NE(error_of([] { ready::all_of({}); }).find("all_of: no checks"), std::string::npos);
+  EXPECT_NE(error_of([] { ready::any_of({}); }).find("any_of: no checks"), std::string::npos);
+  EXPECT_NE(error_of([] { roadie::ReadinessCheck(nullptr); }).find("null check"),
+            std::string::npos);
+}

@@ -22,8 +22,8 @@ namespace roadie {
 /// Command being changed must not be read elsewhere at the same time.
 class Command {
  public:
-  /// Throws std::invalid_argument when argv is empty, and roadie::Error naming
-  /// the argument when one contains a NUL byte (the system would cut it there).
+  /// Throws roadie::Error when argv is empty, or naming the argument when one
+  /// contains a NUL byte (the system would cut it there).
   Command(std::initializer_list<std::string> argv);
   explicit Command(std::vector<std::string> argv);
 

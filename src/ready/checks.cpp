@@ -25,7 +25,7 @@ std::uint16_t Port::reject(const std::string& value) {
 
 ReadinessCheck::ReadinessCheck(std::shared_ptr<const ready::Check> check)
     : check_(std::move(check)) {
-  if (!check_) throw std::invalid_argument("roadie::ReadinessCheck: null check");
+  if (!check_) throw Error("roadie::ReadinessCheck: null check");
 }
 
 namespace ready {
@@ -304,8 +304,8 @@ class CompositeCheck final : public Check {
   CompositeCheck(std::vector<ReadinessCheck> checks, bool all)
       : checks_(std::move(checks)), all_(all) {
     if (checks_.empty())
-      throw std::invalid_argument(std::string("roadie::ready::") + (all_ ? "all_of" : "any_of") +
-                                  ": no checks");
+      throw Error(std::string("roadie::ready::") + (all_ ? "all_of" : "any_of") +
+                  ": no checks (give at least one)");
   }
   std::string describe() const override {
     std::string text = all_ ? "all of (" : "any of (";
