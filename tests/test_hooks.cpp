@@ -6,15 +6,18 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <fstream>
 #include <future>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "roadie/hooks.hpp"
+#include "roadie/executor.hpp"
 #include "roadie/scheduler.hpp"
 #include "test_support.hpp"
 
@@ -878,6 +881,99 @@ TEST(HookConnect, SchedulerJobsBecomeJobEventsWithTheirKeys) {
                                                 "done inner/step done ''", "done inner done ''"}));
   connection.reset();
   EXPECT_FALSE(bus.listens("nothing"));
+}
+
+class HookService : public roadie::testing::NoLeaks {};
+
+TEST_F(HookService, ExecutorLifecycleBecomesServiceEvents) {
+  HookBus bus;
+  Recorder r;
+  std::mutex mu;
+  std::vector<std::string> lines;
+  bool line_on_caller = false;
+  std::set<std::thread::id> line_threads;
+  std::thread::id dispatcher;
+  const auto me = std::this_thread::get_id();
+  add(bus, "svc",
+      {{"service_starting",
+        [&](EventContext& e) {
+          r.note("starting " + e.string("service_name") + " argc=" +
+                 std::to_string(e.strings("command").size()))(e);
+        }},
+       {"service_ready",
+        [&](EventContext& e) {
+          EXPECT_GT(e.integer("pid"), 0);
+          EXPECT_GE(e.floating("time_to_ready"), 0.0);
+          r.note("ready " + e.string("service_name"))(e);
+        }},
+       {"service_line",
+        [&](EventContext& e) {
+          std::lock_guard lock(mu);
+          if (std::this_thread::get_id() == me) line_on_caller = true;
+          line_threads.insert(std::this_thread::get_id());
+          lines.push_back(e.string("stream") + ": " + e.string("text"));
+          EXPECT_GE(e.integer("seq"), 0);
+        }},
+       {"probe", [&](EventContext&) { dispatcher = std::this_thread::get_id(); }},
+       {"service_stopped", [&](EventContext& e) {
+          r.note("stopped " + e.string("service_name") + " " + e.string("exit_status"))(e);
+        }}});
+  roadie::OutputExecutor service(roadie::Command{roadie::testing::child("child_banner")}, "ready");
+  auto connection = bus.connect(service);
+  ASSERT_EQ(bus.services().size(), 1U);
+  EXPECT_FALSE(bus.services()[0].running);
+  service.start();
+  auto entry = bus.services().at(0);
+  EXPECT_EQ(entry.name, "child_banner");
+  EXPECT_TRUE(entry.running);
+  EXPECT_EQ(entry.pid, service.pid());
+  EXPECT_NE(entry.output, nullptr);
+  service.stop();
+  bus.post("probe");
+  bus.drain();
+  EXPECT_FALSE(bus.services().at(0).running);
+  ASSERT_EQ(r.events.size(), 3U);
+  EXPECT_EQ(r.events[0], "starting child_banner argc=1");
+  EXPECT_EQ(r.events[1], "ready child_banner");
+  EXPECT_EQ(r.events[2].substr(0, 21), "stopped child_banner ");
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(lines, (std::vector<std::string>{"stdout: ready"}));
+    EXPECT_FALSE(line_on_caller);
+    // Posted (the bus's dispatcher thread), never fired on the event loop.
+    EXPECT_EQ(line_threads, (std::set<std::thread::id>{dispatcher}));
+  }
+  connection.reset();
+  EXPECT_TRUE(bus.services().empty());
+}
+
+TEST_F(HookService, ExitStartFailureAndNoLinesWhenNobodyListens) {
+  HookBus bus;
+  Recorder r;
+  add(bus, "svc", {{"service_exited", [&](EventContext& e) {
+                      r.note("exited " + std::to_string(e.integer("exit_code")) + " last=" +
+                             (e.strings("last_lines").empty() ? "" : e.strings("last_lines").back()))(e);
+                    }},
+                   {"service_start_failed", [&](EventContext& e) {
+                      r.note(std::string("failed ") + (e.string("error").empty() ? "" : "with error"))(e);
+                    }}});
+  EXPECT_FALSE(bus.listens("service_line"));
+  roadie::Subscription outlives;  // ends after the executor
+  {
+    roadie::OutputExecutor service(roadie::Command{roadie::testing::child("child_banner")}, "ready");
+    outlives = bus.connect(service);
+    service.start();
+    ASSERT_EQ(::kill(service.pid(), SIGTERM), 0);
+    ASSERT_TRUE(service.wait_for_exit(30s).has_value());
+    bus.drain();
+    EXPECT_THROW(service.stop(), roadie::ProcessFinishedWithError);
+  }
+  EXPECT_TRUE(bus.services().empty());  // the executor went away
+  roadie::Executor missing(roadie::Command{"/nonexistent/roadie-hooks-test"});
+  auto connection = bus.connect(missing);
+  EXPECT_THROW(missing.start(), roadie::SpawnError);
+  bus.drain();
+  EXPECT_EQ(r.events, (std::vector<std::string>{"exited -15 last=ready", "failed with error"}));
 }
 
 }  // namespace

@@ -394,10 +394,12 @@ class HookBus {
   /// and service_line (only while something listens to it when the service
   /// starts). Events from the event-loop thread are posted, never fired there.
   /// The service appears in services() until the returned Subscription ends
-  /// or the executor goes away.
+  /// or the executor goes away; the bus ends the connection when it goes.
   Subscription connect(Executor& executor);
   /// Makes a scheduler's job events (job_start, job_done, nested schedulers
-  /// included) on this bus, until the Subscription ends.
+  /// included) on this bus, fired on the run's threads, until the
+  /// Subscription ends; end it (or let the scheduler go) before the bus goes.
+  /// A hook failure that is not squashed is the scheduler's to log.
   Subscription connect(Scheduler& scheduler);
   /// The connected services, in the order they were connected.
   std::vector<ServiceEntry> services() const;

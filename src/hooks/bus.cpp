@@ -553,7 +553,17 @@ void HookBus::Impl::dispatcher_loop() {
   }
 }
 
+void HookBus::Impl::disconnect_all() noexcept {
+  std::vector<std::shared_ptr<detail::Connection>> ending;
+  {
+    std::lock_guard lock(mu);
+    ending.swap(connections);
+  }
+  for (auto& connection : ending) connection->listening.reset();
+}
+
 void HookBus::Impl::shut_down() noexcept {
+  disconnect_all();
   {
     std::lock_guard lock(post_mu);
     dispatcher_stopping = true;

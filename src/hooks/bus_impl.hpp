@@ -113,6 +113,15 @@ class Pool : public std::enable_shared_from_this<Pool> {
   bool stopping_ = false;
 };
 
+/// A service connected to a bus (connect.cpp). Guarded by Impl::mu.
+struct Connection {
+  std::uint64_t id = 0;
+  ServiceEntry entry;
+  /// The executor's listener registration; reset outside Impl::mu (it waits
+  /// for a listener call in progress, which may take the lock).
+  Subscription listening;
+};
+
 struct PostedEvent {
   std::string event;
   Values locals;
@@ -152,6 +161,13 @@ struct HookBus::Impl {
   std::vector<std::unique_ptr<EventEntry>> entries;   // guarded by mu
 
   std::shared_ptr<detail::Pool> pool = std::make_shared<detail::Pool>();
+
+  // connect(Executor&): guarded by mu.
+  std::vector<std::shared_ptr<detail::Connection>> connections;
+  std::uint64_t next_connection = 0;
+  /// Ends every connection (waits for listener calls in progress); before the
+  /// dispatcher ends, so nothing is posted after it.
+  void disconnect_all() noexcept;
 
   // post(): guarded by post_mu.
   std::mutex post_mu;
