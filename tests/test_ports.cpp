@@ -433,3 +433,21 @@ TEST_F(PortsTest, AnotherUserLocksTheSameFiles) {
   holder.kill();
   EXPECT_EQ(roadie::testing::error_of([&] { PortReservation::reserve_exact(port); }), "");
 }
+
+TEST_F(PortsTest, AMalformedRangeIsAnErrorNamingIt) {
+  for (const char* bad : {"70000-70001", "30000", "x-y", "3000-2000"}) {
+    ScopedEnv range("ROADIE_PORTS_RANGE", bad);
+    const auto message = roadie::testing::error_of([] { PortReservation::reserve(); });
+    EXPECT_NE(message.find(std::string("ROADIE_PORTS_RANGE='") + bad + "'"), std::string::npos)
+        << message;
+  }
+}
+
+TEST_F(PortsTest, ReserveExactNamesAHolderInThisProcess) {
+  auto mine = PortReservation::reserve("redis-main");
+  const auto message =
+      roadie::testing::error_of([&] { PortReservation::reserve_exact(mine.port(), "again"); });
+  EXPECT_NE(message.find("reserved by another reservation of this process as 'redis-main'"),
+            std::string::npos)
+      << message;
+}
