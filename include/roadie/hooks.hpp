@@ -250,7 +250,7 @@ struct HookBusOptions {
   /// with it, a phase waits at most the watchdog. A late callback keeps what
   /// it reads (its context's values, its plugin) alive, so it may end after
   /// the event or the bus is gone; it must not touch the bus (EventContext::bus()
-  /// may be dangling by then).
+  /// may be dangling by then), and Subscription::reset() does not wait for it.
   std::chrono::milliseconds watchdog{0};
   /// Events queued by post() and not yet dispatched; when full, post() drops
   /// the event and counts it (dropped_posts()), never blocking the caller.
