@@ -53,6 +53,10 @@ class Events {
     std::lock_guard lock(mutex_);
     return events_;
   }
+  void keep(roadie::Subscription subscription) {
+    std::lock_guard lock(mutex_);
+    subscriptions_.push_back(std::move(subscription));
+  }
   std::size_t index(const std::string& e) {
     auto all = get();
     return static_cast<std::size_t>(std::find(all.begin(), all.end(), e) - all.begin());
@@ -61,6 +65,7 @@ class Events {
  private:
   std::mutex mutex_;
   std::vector<std::string> events_;
+  std::vector<roadie::Subscription> subscriptions_;
 };
 
 // A job that records its start and end and sleeps (cancellably).
@@ -1010,7 +1015,8 @@ roadie::Executor banner_service(const std::string& name, Events& events) {
   options.name = name;
   roadie::OutputExecutor e(roadie::Command{child("child_banner"), "--delay-ms", "20"}, "ready",
                            options);
-  e.add_listener(std::make_shared<ServiceEvents>(events));
+  // The listener stays registered as long as its Subscription lives: the test's.
+  events.keep(e.add_listener(std::make_shared<ServiceEvents>(events)));
   return e;
 }
 }  // namespace
