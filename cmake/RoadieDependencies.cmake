@@ -35,3 +35,6 @@ find_package(nlohmann_json 3 REQUIRED CONFIG)
 
 # YAML: the hook bus's `plugins:` section and the stack file.
 find_package(yaml-cpp REQUIRED CONFIG)
+
+# Command line of the `roadie` executable (subcommands, --help on every verb).
+find_package(CLI11 2 REQUIRED CONFIG)
