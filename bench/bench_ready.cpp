@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "roadie/executor.hpp"
+#include "roadie/ports.hpp"
 
 namespace {
 
@@ -40,18 +41,6 @@ long long now_ns() {
   timespec t{};
   ::clock_gettime(CLOCK_MONOTONIC, &t);
   return static_cast<long long>(t.tv_sec) * 1'000'000'000LL + t.tv_nsec;
-}
-
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 struct Stats {
@@ -156,7 +145,8 @@ int main(int argc, char** argv) {
   {  // tcp
     std::vector<double> floor, mine;
     for (int i = 0; i < runs; ++i) {
-      auto port = free_port();
+      auto reserved = roadie::PortReservation::reserve("bench");
+      auto port = reserved.port().value();
       sockaddr_in a{};
       a.sin_family = AF_INET;
       a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -165,7 +155,8 @@ int main(int argc, char** argv) {
         while (!connect_once(reinterpret_cast<sockaddr*>(&a), sizeof a, AF_INET)) {
         }
       }));
-      port = free_port();
+      reserved = roadie::PortReservation::reserve("bench");
+      port = reserved.port().value();
       mine.push_back(
           ours({child(), "tcp", std::to_string(port)}, roadie::ready::tcp("127.0.0.1", port)));
     }
@@ -206,7 +197,8 @@ int main(int argc, char** argv) {
   {  // http
     std::vector<double> floor, mine;
     for (int i = 0; i < runs; ++i) {
-      auto port = free_port();
+      auto reserved = roadie::PortReservation::reserve("bench");
+      auto port = reserved.port().value();
       floor.push_back(bare({child(), "http", std::to_string(port)}, [&](int, std::string&) {
         httplib::Client client("127.0.0.1", port);
         client.set_connection_timeout(std::chrono::milliseconds(100));
@@ -215,7 +207,8 @@ int main(int argc, char** argv) {
           if (res && res->status == 200) break;
         }
       }));
-      port = free_port();
+      reserved = roadie::PortReservation::reserve("bench");
+      port = reserved.port().value();
       mine.push_back(ours({child(), "http", std::to_string(port)},
                           roadie::ready::http("http://127.0.0.1:" + std::to_string(port) + "/")));
     }

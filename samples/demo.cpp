@@ -1,31 +1,15 @@
 // roadie's demo: start a real Redis server under supervision, wait until it is
 // really ready (its port accepts and `redis-cli ping` answers), talk to it,
 // stop it for a moment and bring it back, stop it, and show what roadie saw.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <string>
 
+#include "roadie/ports.hpp"
 #include "roadie/roadie.hpp"
 
 namespace {
-
-// A free loopback port (the stack layer will reserve ports properly).
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::string ask(std::uint16_t port, const std::string& command) {
   auto cli =
@@ -42,7 +26,8 @@ double ms(std::chrono::nanoseconds d) {
 
 int main() {
   try {
-    const auto port = free_port();
+    const auto reserved = roadie::PortReservation::reserve("redis");
+    const auto port = reserved.port().value();
     const std::string p = std::to_string(port);
     roadie::ExecutorOptions options;
     options.name = "redis";

@@ -1,9 +1,6 @@
 // roadie's stack demo: a small stack of real services brought up in parallel by
 // a Scheduler (redis, a seed job that writes to it, and nginx serving a page),
 // checked, listed, and torn down in reverse dependency order.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,21 +8,10 @@
 #include <fstream>
 #include <string>
 
+#include "roadie/ports.hpp"
 #include "roadie/roadie.hpp"
 
 namespace {
-
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::string run(roadie::Command command) {
   auto p = roadie::Process::spawn(command);
@@ -62,8 +48,10 @@ int main() {
   std::filesystem::create_directories(dir);
   int rc = 1;
   try {
-    const auto redis_port = free_port();
-    const auto web_port = free_port();
+    const auto redis_reservation = roadie::PortReservation::reserve("redis");
+    const auto redis_port = redis_reservation.port().value();
+    const auto web_reservation = roadie::PortReservation::reserve("web");
+    const auto web_port = web_reservation.port().value();
     const std::string rp = std::to_string(redis_port);
 
     roadie::Scheduler stack({.label = "demo stack", .timeout = std::chrono::seconds(60)});

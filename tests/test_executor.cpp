@@ -248,7 +248,8 @@ TEST_F(ExecutorTest, ExitBeforeTheBannerFailsAtOnce) {
 }
 
 TEST_F(ExecutorTest, ExitWithCodeZeroBeforeReadyFailsAndSaysSo) {
-  TcpExecutor e(Command{child("child_exit"), "0"}, "127.0.0.1", free_port(), with_timeout(60s));
+  TcpExecutor e(Command{child("child_exit"), "0"}, "127.0.0.1", free_port().port(),
+                with_timeout(60s));
   auto took = timed([&] {
     try {
       e.start();
@@ -274,7 +275,8 @@ TEST_F(ExecutorTest, KilledBySignalBeforeReadyReadsAsMinusN) {
 }
 
 TEST_F(ExecutorTest, HttpServerThatNeverAnswersDoesNotHangStart) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   HttpCheck request;
   request.url = "http://127.0.0.1:" + std::to_string(port) + "/";
   request.attempt_timeout = 200ms;
@@ -437,7 +439,8 @@ TEST_F(ExecutorTest, StoppedOnAServiceThatIsNotRunningIsAClearError) {
 // --- readiness scenarios -------------------------------------------------------------
 
 TEST_F(ExecutorTest, TcpServerListeningAfterTwoSecondsIsDetected) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   TcpExecutor e(Command{child("child_listen"), "tcp:" + std::to_string(port), "--delay-ms", "2000"},
                 "127.0.0.1", port, with_timeout(60s));
   e.start();
@@ -446,7 +449,8 @@ TEST_F(ExecutorTest, TcpServerListeningAfterTwoSecondsIsDetected) {
 }
 
 TEST_F(ExecutorTest, TcpTimeoutMessageNamesEverything) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   ExecutorOptions options = with_timeout(300ms);
   options.name = "late";
   TcpExecutor e(Command{child("child_banner"), "--text", "not listening"}, "127.0.0.1", port,
@@ -469,7 +473,8 @@ TEST_F(ExecutorTest, TcpTimeoutMessageNamesEverything) {
 }
 
 TEST_F(ExecutorTest, SecondExecutorOnTheSamePortIsAlreadyRunning) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   Command command{child("child_listen"), "tcp:" + std::to_string(port)};
   TcpExecutor first(command, "127.0.0.1", port);
   first.start();
@@ -488,7 +493,8 @@ TEST_F(ExecutorTest, SecondExecutorOnTheSamePortIsAlreadyRunning) {
 }
 
 TEST_F(ExecutorTest, SecondExecutorOnTheSameHttpEndpointIsAlreadyRunning) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   std::string url = "http://127.0.0.1:" + std::to_string(port) + "/health";
   Command command{child("child_http"), std::to_string(port)};
   HttpExecutor first(command, url);
@@ -523,7 +529,8 @@ TEST_F(ExecutorTest, SecondExecutorOnTheSameUnixSocketIsAlreadyRunning) {
 }
 
 TEST_F(ExecutorTest, HttpStatusMustMatchTheDefault2xx) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   std::string url = "http://127.0.0.1:" + std::to_string(port) + "/status";
   HttpExecutor e(Command{child("child_http"), std::to_string(port), "--status", "404"}, url,
                  with_timeout(500ms));
@@ -536,7 +543,8 @@ TEST_F(ExecutorTest, HttpStatusMustMatchTheDefault2xx) {
 }
 
 TEST_F(ExecutorTest, Http404AcceptedWhenAsked) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   HttpCheck request;
   request.url = "http://127.0.0.1:" + std::to_string(port) + "/missing";
   request.status = "404";
@@ -548,7 +556,8 @@ TEST_F(ExecutorTest, Http404AcceptedWhenAsked) {
 }
 
 TEST_F(ExecutorTest, HttpMethodsHeadersAndBody) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   Command command{child("child_http"), std::to_string(port), "--require-header", "X-Token:abc"};
   for (std::string method : {"HEAD", "GET", "POST"}) {
     HttpCheck request;
@@ -564,7 +573,8 @@ TEST_F(ExecutorTest, HttpMethodsHeadersAndBody) {
 }
 
 TEST_F(ExecutorTest, HttpWithoutTheRequiredHeaderIsNotReady) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   HttpExecutor e(
       Command{child("child_http"), std::to_string(port), "--require-header", "X-Token:abc"},
       "http://127.0.0.1:" + std::to_string(port) + "/", with_timeout(400ms));
@@ -638,7 +648,8 @@ TEST_F(ExecutorTest, ExecProbeDecidesReadiness) {
 }
 
 TEST_F(ExecutorTest, AllOfWaitsForEveryCheckAnyOfForOne) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   Command command{child("child_listen"), "tcp:" + std::to_string(port), "--listen-after-ms", "300"};
   Executor all(command, roadie::ready::all_of({roadie::ready::banner("bound"),
                                                roadie::ready::tcp("127.0.0.1", port)}));
@@ -675,7 +686,8 @@ TEST_F(ExecutorTest, ProbeThatThrowsLeavesNothingRunning) {
 // --- readiness is seen soon after the event --------------------------------------------
 
 TEST_F(ExecutorTest, TcpReadinessIsSeenSoonAfterTheListen) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   TcpExecutor e(Command{child("child_listen"), "tcp:" + std::to_string(port), "--delay-ms",
                         std::to_string(kEventDelay.count()), "--stamp"},
                 "127.0.0.1", port, with_timeout(30s));
@@ -692,7 +704,8 @@ TEST_F(ExecutorTest, UnixSocketReadinessIsSeenSoonAfterTheListen) {
 }
 
 TEST_F(ExecutorTest, HttpReadinessIsSeenSoonAfterTheServerListens) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   HttpExecutor e(Command{child("child_http"), std::to_string(port), "--delay-ms",
                          std::to_string(kEventDelay.count()), "--stamp"},
                  "http://127.0.0.1:" + std::to_string(port) + "/health", with_timeout(30s));
@@ -719,7 +732,8 @@ TEST_F(ExecutorTest, PidFileIsSeenSoonAfterItIsWritten) {
 // --- stopped() scope and events ----------------------------------------------------------
 
 TEST_F(ExecutorTest, StoppedScopeStopsAndRestartsWithReadiness) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   TcpExecutor e(Command{child("child_listen"), "tcp:" + std::to_string(port), "--delay-ms", "100"},
                 "127.0.0.1", port);
   pid_t first = e.start().pid();

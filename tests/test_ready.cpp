@@ -76,7 +76,8 @@ TEST(Ready, InvalidBannerPatternIsAnErrorNamingItWhenTheCheckIsMade) {
 }
 
 TEST_F(ReadyTest, HttpStatusPatternIsMatchedWholeWithoutBacktracking) {
-  const auto port = roadie::testing::free_port();
+  const auto reserved = roadie::testing::free_port();
+  const auto port = reserved.port().value();
   roadie::HttpCheck request;
   request.url = "http://127.0.0.1:" + std::to_string(port) + "/health";
   request.status = "(2+)+0*4";

@@ -36,7 +36,8 @@ class RedisTest : public roadie::testing::NoLeaks {
 }  // namespace
 
 TEST_F(RedisTest, TcpExecutorStartsARealRedis) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   TcpExecutor server(redis(port), "127.0.0.1", port);
   server.start();
   EXPECT_EQ(cli(port, {"SET", "roadie", "on stage"}), "OK");
@@ -47,7 +48,8 @@ TEST_F(RedisTest, TcpExecutorStartsARealRedis) {
 }
 
 TEST_F(RedisTest, ExecProbeWithRedisCliPing) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   Executor server(redis(port),
                   roadie::ready::exec(Command{"redis-cli", "-p", std::to_string(port), "ping"}));
   server.start();
@@ -55,7 +57,8 @@ TEST_F(RedisTest, ExecProbeWithRedisCliPing) {
 }
 
 TEST_F(RedisTest, AllChecksAgree) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   Executor server(redis(port),
                   roadie::ready::all_of({roadie::ready::tcp("127.0.0.1", port),
                                          roadie::ready::banner("Ready to accept connections"),
@@ -66,7 +69,8 @@ TEST_F(RedisTest, AllChecksAgree) {
 }
 
 TEST_F(RedisTest, SecondRedisOnTheSamePortIsAlreadyRunning) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   TcpExecutor first(redis(port), "127.0.0.1", port);
   first.start();
   TcpExecutor second(redis(port), "127.0.0.1", port);
@@ -75,7 +79,8 @@ TEST_F(RedisTest, SecondRedisOnTheSamePortIsAlreadyRunning) {
 }
 
 TEST_F(RedisTest, StoppedScopeWithRedis) {
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   TcpExecutor server(redis(port), "127.0.0.1", port);
   server.start();
   {
@@ -87,7 +92,8 @@ TEST_F(RedisTest, StoppedScopeWithRedis) {
 
 TEST_F(RedisTest, DaemonizingRedisFailsClearlyAndLeavesNothingBehind) {
   roadie::testing::TempDir dir;
-  auto port = free_port();
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
   auto pidfile = dir.path() / "redis.pid";
   roadie::PidExecutor server(
       Command{"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",

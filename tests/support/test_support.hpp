@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "roadie/error.hpp"
+#include "roadie/ports.hpp"
 
 namespace roadie::testing {
 
@@ -31,8 +32,10 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-/// A loopback TCP port that was free a moment ago (the kernel's choice).
-std::uint16_t free_port();
+/// A loopback TCP port reserved machine-wide (roadie::PortReservation) until
+/// the returned object goes: free now, and handed to no other test process
+/// (parallel ctest) or thread meanwhile. Keep it for as long as the port is used.
+PortReservation free_port();
 
 /// CLOCK_MONOTONIC in nanoseconds (what the child programs print).
 long long monotonic_ns();
