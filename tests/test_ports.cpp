@@ -261,9 +261,8 @@ TEST_F(PortsTest, ReserveExactOnAPortAnotherLiveProcessReservedThrowsAlreadyRunn
   });
   EXPECT_NE(message.find("port " + std::to_string(ports[0]) + " ('mine')"), std::string::npos)
       << message;
-  EXPECT_NE(
-      message.find("reserved by roadie process " + std::to_string(holder.pid()) + " as 'helper-0'"),
-      std::string::npos)
+  EXPECT_NE(message.find("reserved by roadie process " + std::to_string(holder.pid()) + " ("),
+            std::string::npos)
       << message;
   holder.kill();
 }
@@ -447,7 +446,6 @@ TEST_F(PortsTest, ReserveExactNamesAHolderInThisProcess) {
   auto mine = PortReservation::reserve("redis-main");
   const auto message =
       roadie::testing::error_of([&] { PortReservation::reserve_exact(mine.port(), "again"); });
-  EXPECT_NE(message.find("reserved by another reservation of this process as 'redis-main'"),
-            std::string::npos)
+  EXPECT_NE(message.find("reserved by another reservation of this process"), std::string::npos)
       << message;
 }

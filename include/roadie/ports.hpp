@@ -44,15 +44,16 @@ namespace roadie {
 class PortReservation {
  public:
   /// Finds a port that is free now and not reserved by any roadie process.
-  /// `name` is for diagnostics (it is written into the lock file, and named
-  /// by another process's failed reserve_exact()). Throws roadie::Error when
-  /// no port can be found (every candidate reserved or served, the lock
-  /// directory unusable, no descriptor left); the message names what failed.
+  /// `name` is the caller's (the stack file's port name), for messages and
+  /// env_name(); lock files stay empty. Throws roadie::Error when no port can
+  /// be found (every candidate reserved or served, the lock directory
+  /// unusable, no descriptor left); the message names what failed.
   static PortReservation reserve(std::string name = {});
 
   /// Reserves this exact port (for fixed ports). Throws roadie::AlreadyRunning
   /// when it is served by any process or reserved by another reservation (of
-  /// any process, this one included), naming the holder when known; other
+  /// any process, this one included), naming the holder's pid when
+  /// /proc/locks shows it; other
   /// failures (the lock directory) are roadie::Error.
   static PortReservation reserve_exact(Port port, std::string name = {});
 

@@ -6,16 +6,19 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -33,8 +36,6 @@ constexpr int kLowestCandidate = 20000;
 // ip_local_port_range spans nearly everything): ask the kernel instead.
 constexpr int kMinimumCandidates = 512;
 constexpr int kKernelAttempts = 1000;
-// The holder's "PID NAME\n" in each lock file, padded with NULs.
-constexpr std::size_t kHolderRecord = 128;
 
 std::string errno_text(int error) {
   return std::strerror(error);
@@ -165,26 +166,28 @@ bool try_lock(int fd, int port) {
   return true;
 }
 
-// Who holds a lock: "pid NAME" as the holder wrote it (best effort).
-std::string holder_of(int fd) {
-  char text[kHolderRecord + 1] = {};
-  if (::pread(fd, text, kHolderRecord, 0) <= 0) return {};
-  std::string holder(text);  // up to the first NUL
-  if (const auto end = holder.find('\n'); end != std::string::npos) holder.resize(end);
-  return holder;
-}
-
-void write_holder(int fd, const std::string& name) {
-  // One fixed-size record, never a truncation: ext4 flushes a file that was
-  // truncated to 0 and rewritten when it is closed (auto_da_alloc), which made
-  // a reservation cost milliseconds of I/O wait.
-  char record[kHolderRecord] = {};
-  std::string text = std::to_string(::getpid()) + (name.empty() ? "" : " " + name);
-  text.resize(std::min(text.size(), sizeof record - 2));
-  std::memcpy(record, text.data(), text.size());
-  record[text.size()] = '\n';
-  // Best effort (a read-only lock file keeps its old text): diagnostics only.
-  [[maybe_unused]] auto n = ::pwrite(fd, record, sizeof record, 0);
+// Who holds the lock on `fd`'s file: the pid /proc/locks gives for it (the
+// files stay empty: a holder record would cost every port ever used a 4 KiB
+// block). 0 when unknown (another pid namespace, /proc unreadable).
+pid_t holder_of(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return 0;
+  char id[64];
+  std::snprintf(id, sizeof id, "%02x:%02x:%llu", ::major(st.st_dev), ::minor(st.st_dev),
+                static_cast<unsigned long long>(st.st_ino));
+  std::ifstream locks("/proc/locks");
+  std::string line;
+  while (std::getline(locks, line)) {
+    // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:123456 0 EOF"
+    std::istringstream fields(line);
+    std::string number, kind, mode, access, device;
+    long pid = 0;
+    if (fields >> number >> kind >> mode >> access >> pid >> device && kind == "FLOCK" &&
+        device == id) {
+      return static_cast<pid_t>(pid);
+    }
+  }
+  return 0;
 }
 
 // Binds `address` (SO_REUSEADDR: a TIME_WAIT left by an earlier user does not
@@ -323,7 +326,7 @@ enum class Attempt { reserved, locked, served };
 Attempt attempt(int dir, const std::string& dir_path, int port, Fd& out, std::string* why) {
   Fd lock = open_lock(dir, dir_path, port);
   if (!try_lock(lock.get(), port)) {
-    if (why != nullptr) *why = holder_of(lock.get());
+    if (why != nullptr) *why = std::to_string(holder_of(lock.get()));
     return Attempt::locked;
   }
   if (auto seen = served(port); !seen.empty()) {
@@ -347,7 +350,6 @@ PortReservation PortReservation::reserve(std::string name) {
     Fd lock;
     switch (attempt(dir.get(), dir_path, port, lock, nullptr)) {
       case Attempt::reserved:
-        write_holder(lock.get(), name);
         return PortReservation(Port(port), std::move(name), lock.release());
       case Attempt::locked:
         ++locked;
@@ -403,17 +405,13 @@ PortReservation PortReservation::reserve_exact(Port port, std::string name) {
   const int number = port.value();
   switch (attempt(dir.get(), dir_path, number, lock, &why)) {
     case Attempt::reserved:
-      write_holder(lock.get(), name);
       return PortReservation(port, std::move(name), lock.release());
     case Attempt::locked: {
-      std::string holder = "another reservation";
-      if (!why.empty()) {
-        const auto space = why.find(' ');
-        const std::string pid = why.substr(0, space);
-        const std::string owner = space == std::string::npos ? "" : why.substr(space + 1);
-        holder = pid == std::to_string(::getpid()) ? "another reservation of this process"
-                                                   : "roadie process " + pid;
-        if (!owner.empty()) holder += " as '" + owner + "'";
+      std::string holder = "another roadie process";
+      if (why == std::to_string(::getpid())) {
+        holder = "another reservation of this process";
+      } else if (why != "0") {
+        holder = "roadie process " + why;
       }
       throw AlreadyRunning("cannot reserve " + describe(number, name) + ": it is reserved by " +
                            holder + " (lock file " + dir_path + "/" + std::to_string(number) +
