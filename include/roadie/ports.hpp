@@ -53,8 +53,8 @@ class PortReservation {
   /// Reserves this exact port (for fixed ports). Throws roadie::AlreadyRunning
   /// when it is served by any process or reserved by another reservation (of
   /// any process, this one included), naming the holder's pid when
-  /// /proc/locks shows it; other
-  /// failures (the lock directory) are roadie::Error.
+  /// /proc/locks shows it; other failures (the lock directory) are
+  /// roadie::Error.
   static PortReservation reserve_exact(Port port, std::string name = {});
 
   PortReservation(PortReservation&& other) noexcept;
