@@ -220,9 +220,15 @@ class Plugin {
   /// throws HookError). Inside the hook phase, hooks run by `priority`
   /// (lower first), then in the order the plugins were added.
   void register_hook(std::string event, HookFn fn, int priority = 0);
+  /// The bus the plugin was added to, from initialize() on (a plugin may add
+  /// pre and post callbacks there, or read services()). Throws HookError
+  /// before. Plugins live as long as their bus, so the reference stays valid
+  /// in every hook.
+  HookBus& bus() const;
 
  private:
   friend class HookBus;
+  HookBus* bus_ = nullptr;
   struct Hook {
     std::string event;
     HookFn fn;

@@ -208,6 +208,14 @@ using detail::Phase;
 Plugin::Plugin(std::string ident) : ident_(std::move(ident)) {}
 Plugin::~Plugin() = default;
 
+HookBus& Plugin::bus() const {
+  if (bus_ == nullptr) {
+    throw HookError("plugin '" + detail::printable(ident_) +
+                    "': bus() is reachable from initialize() on, once the plugin is added");
+  }
+  return *bus_;
+}
+
 void Plugin::register_hook(std::string event, HookFn fn, int priority) {
   if (event.empty()) throw HookError("plugin '" + detail::printable(ident_) + "': an event name cannot be empty");
   if (!fn) throw HookError("plugin '" + detail::printable(ident_) + "': the hook for '" + detail::printable(event) + "' is empty");
@@ -352,6 +360,7 @@ void HookBus::Impl::add_plugins(std::vector<std::shared_ptr<Plugin>> adding, std
   // look at the bus), before the plugin is on the bus.
   for (std::size_t i = 0; i < adding.size(); ++i) {
     at = i;
+    adding[i]->bus_ = bus;
     adding[i]->initialize();
   }
 
