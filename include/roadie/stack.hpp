@@ -1,13 +1,21 @@
-// The stack file (`roadie.yaml`): parsed and checked into a fully typed model.
-// Nothing here starts anything; roadie::Stack builds the scheduler from it.
+// The stack file (`roadie.yaml`): parsed and checked into a fully typed model,
+// and roadie::Stack, the loaded stack that brings it up and tears it down.
 //
 //     auto spec = roadie::parse_stack_file("roadie.yaml");   // ConfigError if wrong
 //     auto ready = roadie::substitute_ports(spec, reserved); // ${ports.NAME} filled in
 //     roadie::ReadinessCheck check = roadie::to_check(*ready.services[0].ready);
 //
+//     auto stack = roadie::Stack::load("roadie.yaml");       // ports reserved, nothing started
+//     if (auto report = stack.up(); !report) FAIL() << report.why();
+//     roadie::Port redis = stack.service("redis").ports.at("redis");
+//     stack.down();                                          // or let the destructor do it
+//
 // Thread-safety: the functions are reentrant (no shared state; the process
-// environment is read, never written); the specs are plain values.
+// environment is read, never written); the specs are plain values. For Stack,
+// see the class.
 #pragma once
+
+#include <sys/types.h>
 
 #include <chrono>
 #include <csignal>
@@ -15,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +32,7 @@
 #include "roadie/executor.hpp"
 #include "roadie/output.hpp"
 #include "roadie/ready.hpp"
+#include "roadie/scheduler.hpp"
 
 namespace roadie {
 
@@ -193,5 +203,137 @@ Command to_command(const JobSpec& job);
 /// An executor's options for a service: name, timeout, stop_timeout,
 /// stop_signal, log_file (env and cwd are on its Command).
 ExecutorOptions to_executor_options(const ServiceSpec& service);
+
+class HookBus;
+class Runtime;
+
+/// How Stack::load() and Stack::from_spec() attach a stack to its
+/// surroundings.
+struct StackOptions {
+  /// Service logs go to <log_dir>/<service>.log (tee, appended), and each
+  /// job's output to <log_dir>/<job>.log; the directory is created at load. A
+  /// service's own `log_file:` wins over it. Empty: no files (but `log_file:`).
+  std::filesystem::path log_dir;
+  /// The bus the stack's plugins (the file's `plugins:` section) are added to
+  /// and its services/jobs are connected to; null: the stack makes its own.
+  /// A bus given here must outlive the Stack.
+  HookBus* bus = nullptr;
+  /// The runtime that spawns the services and jobs; null: Runtime::global().
+  std::shared_ptr<Runtime> runtime;
+};
+
+/// One service of a Stack, as a test or the `roadie` command reaches it. A
+/// snapshot taken by Stack::service(): `pid` is Executor::pid() then (-1
+/// before the service started); `executor` and `output` are live.
+struct StackService {
+  std::string name;
+  /// This service's ports (its `ports:`): names -> port.
+  std::map<std::string, Port> ports;
+  pid_t pid = -1;
+  /// Valid as long as the Stack is (and is not moved from).
+  Executor& executor;
+  /// The output of the service's current run (of its last run once stopped;
+  /// empty before it started). Kept alive by `output_handle`, so it stays
+  /// valid even after the Stack is gone.
+  Output& output;
+  /// Where its output is teed; empty when nowhere.
+  std::filesystem::path log_file;
+  /// Owns `output`.
+  std::shared_ptr<Output> output_handle;
+};
+
+/// A loaded stack: a Scheduler graph with ports, logs and plugins attached.
+///
+///  - load(): services become Scheduler::add_service jobs (label: the
+///    service's name; `critical`, `timeout`, `stop_timeout`, `stop_signal`,
+///    `env`, `cwd`, `log_file` reach the executor; `cwd` defaults to the stack
+///    file's directory); jobs become callables that run their command to
+///    completion and require exit 0 (their `timeout` is the job's own deadline
+///    in the scheduler, a job asked to stop gets SIGTERM, the defaults'
+///    `stop_timeout`, SIGKILL); `requires:` become Job::require. Every service
+///    executor and the scheduler are connected to the bus (service_* and
+///    job_* events).
+///  - The ports stay reserved (PortReservation) until the Stack is destroyed,
+///    also after down().
+///  - Plugins: the `plugins:` section is NOT created yet (HookBus::configure
+///    rejects the stack file's other top-level keys and the library has no
+///    way to configure a bus from the parsed subtree); a stack file with one
+///    loads, logs a warning (logger "roadie") and runs without them.
+///  - A stack is brought up once: a second up() throws roadie::Error (load
+///    the file again for a fresh stack).
+///
+/// Move-only; the destructor tears down (as down()), never throws, and then
+/// releases the ports.
+///
+/// Thread-safety: load()/from_spec() may run on any number of threads at once
+/// (ports never collide, also across processes). One Stack: up(), down(),
+/// moving and destroying run on one thread at a time, never concurrently with
+/// each other (up() blocks until the bring-up is over; to abort it from
+/// another thread, request a stop on its `cancel` token). spec(),
+/// service_names(), ports(), environment() and service() may be called from
+/// any thread at any time, during up() and down() too (from an observer, a
+/// listener or a hook); scheduler() and bus() return objects that document
+/// their own thread-safety (add observers before up()).
+class Stack {
+ public:
+  /// Parses `file` (ConfigError), reserves every declared port
+  /// (PortReservation, machine-wide; roadie::Error when none is free),
+  /// substitutes them, builds the Scheduler and connects it to the bus. Nothing
+  /// is started.
+  static Stack load(const std::filesystem::path& file, StackOptions options = {});
+  /// The same from a spec (parsed, or made in code; templated or not). A
+  /// requirement that names nothing in the spec is a roadie::Error.
+  static Stack from_spec(StackSpec spec, StackOptions options = {});
+
+  Stack(Stack&&) noexcept;
+  Stack& operator=(Stack&&) = delete;
+  Stack(const Stack&) = delete;
+  Stack& operator=(const Stack&) = delete;
+  /// Tears down (as down()); failures are logged (logger "roadie"), never thrown.
+  ~Stack();
+
+  /// The spec as it runs: ports substituted, every service's `cwd` set (the
+  /// stack file's directory unless given) and `log_file` set when log_dir
+  /// gives one.
+  const StackSpec& spec() const;
+
+  /// Brings everything up in parallel, in dependency order (Scheduler::run),
+  /// and returns the report: ok(), or why() and failures() (a failed job's
+  /// lines carry its exit status and last output lines; a service's its
+  /// start error). On failure what started is torn down before it returns. A
+  /// stop requested on `cancel` cancels the bring-up (report not ok, torn
+  /// down). Throws roadie::Error when called a second time.
+  RunReport up(std::stop_token cancel = {});
+
+  /// Tears down in reverse dependency order (each service: its stop signal,
+  /// `stop_timeout`, SIGKILL) and returns what happened, one outcome per
+  /// service stopped by this call. Idempotent (a second call, or one before
+  /// up(), returns nothing); never throws for a service's exit status (it is
+  /// in the outcome).
+  std::vector<StopOutcome> down();
+
+  /// The graph (job labels are the service and job names): add observers
+  /// before up(); list(), to_dot(), debrief() at any time.
+  Scheduler& scheduler();
+  /// The bus (StackOptions::bus, or the stack's own).
+  HookBus& bus();
+
+  /// The service called `name`. Throws roadie::Error naming the known
+  /// services when there is none (and saying so when `name` is a job).
+  StackService service(std::string_view name);
+  /// The services' names, in file order.
+  std::vector<std::string> service_names() const;
+  /// Every reserved port by name.
+  std::map<std::string, Port> ports() const;
+  /// ROADIE_PORT_<NAME>=port for every port (PortReservation::env_name), for
+  /// commands run against the stack.
+  std::map<std::string, std::string> environment() const;
+
+ private:
+  struct Impl;
+  explicit Stack(std::unique_ptr<Impl> impl);
+  Impl& impl() const;  // throws on a moved-from stack
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace roadie
