@@ -1,0 +1,328 @@
+// `roadie run` and `roadie up`: bring a stack up in this process, keep it up
+// while a command runs (or until a signal), and tear it down whatever happens.
+//
+// Signals: SIGINT, SIGTERM and SIGHUP are blocked in every thread (the mask is
+// set before the runtime starts its threads, which inherit it) and read from a
+// signalfd by one thread of ours. So no handler ever runs in the middle of
+// the library, and a signal during the bring-up cancels it (Stack::up's stop
+// token) instead of killing roadie with services running. The library resets
+// the mask in every service it spawns; CMD gets the same through
+// posix_spawn's attributes.
+#include <poll.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <csignal>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <system_error>
+#include <thread>
+
+#include "exit_codes.hpp"
+#include "progress.hpp"
+#include "roadie/error.hpp"
+#include "roadie/exit_status.hpp"
+#include "roadie/scheduler.hpp"
+#include "roadie/stack.hpp"
+#include "verbs.hpp"
+
+extern char** environ;
+
+namespace roadie::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+sigset_t watched_signals() {
+  sigset_t set;
+  ::sigemptyset(&set);
+  ::sigaddset(&set, SIGINT);
+  ::sigaddset(&set, SIGTERM);
+  ::sigaddset(&set, SIGHUP);
+  return set;
+}
+
+// Reads SIGINT/SIGTERM/SIGHUP on a thread of its own and hands each to
+// `on_signal` (signal number, and whether the terminal sent it to the whole
+// foreground process group: the kernel's SI_KERNEL, where CMD, in our group,
+// got it too). Construct before any other thread exists.
+class SignalWatch {
+ public:
+  explicit SignalWatch(std::function<void(int, bool)> on_signal)
+      : on_signal_(std::move(on_signal)) {
+    const sigset_t set = watched_signals();
+    if (int error = ::pthread_sigmask(SIG_BLOCK, &set, nullptr); error != 0) {
+      throw std::system_error(error, std::generic_category(), "blocking signals");
+    }
+    signal_fd_ = ::signalfd(-1, &set, SFD_CLOEXEC);
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+    if (signal_fd_ < 0 || wake_fd_ < 0) {
+      throw std::system_error(errno, std::generic_category(), "watching signals");
+    }
+    thread_ = std::thread([this] { watch(); });
+  }
+  SignalWatch(const SignalWatch&) = delete;
+  SignalWatch& operator=(const SignalWatch&) = delete;
+  ~SignalWatch() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto written = ::write(wake_fd_, &one, sizeof one);
+    thread_.join();
+    ::close(signal_fd_);
+    ::close(wake_fd_);
+  }
+
+ private:
+  void watch() {
+    pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if (fds[1].revents != 0) return;
+      signalfd_siginfo info{};
+      if (::read(signal_fd_, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) continue;
+      on_signal_(static_cast<int>(info.ssi_signo), info.ssi_code == SI_KERNEL);
+    }
+  }
+
+  std::function<void(int, bool)> on_signal_;
+  int signal_fd_ = -1;
+  int wake_fd_ = -1;
+  std::thread thread_;
+};
+
+// What the signal thread and the verb's thread share.
+struct Interruption {
+  std::mutex mutex;
+  std::stop_source cancel_bring_up;
+  pid_t command = -1;  // CMD's pid while it runs
+  int signal = 0;      // the last signal received
+  bool forwarded = false;
+
+  void on_signal(int number, bool from_terminal) {
+    std::lock_guard lock(mutex);
+    signal = number;
+    forwarded = false;
+    if (command > 0) {
+      // The terminal's Ctrl-C reached CMD already (same process group).
+      if (!from_terminal) ::kill(command, number);
+      forwarded = true;
+    }
+    cancel_bring_up.request_stop();
+  }
+  int received() {
+    std::lock_guard lock(mutex);
+    return signal;
+  }
+};
+
+fs::path state_dir(const StackRunOptions& options) {
+  if (options.state) return fs::absolute(*options.state);
+  return fs::absolute(options.file).parent_path() / ".roadie";
+}
+
+// Which job failed and why (its message carries the exit status and the last
+// output lines), then what did not run because of it.
+void print_bring_up_failure(Stack& stack, const RunReport& report, const fs::path& logs) {
+  std::string failed;
+  std::string skipped;
+  std::string cancelled;
+  for (const JobView& job : stack.scheduler().views()) {
+    if (job.state == JobState::failed || job.state == JobState::timed_out) {
+      std::string why = job.error.empty() ? job.reason : job.error;
+      while (!why.empty() && why.back() == '\n') why.pop_back();
+      std::string indented;
+      for (char c : why) indented += c == '\n' ? std::string("\n    ") : std::string(1, c);
+      failed += "  " + job.label + " " + std::string(to_string(job.state)) + ": " + indented + "\n";
+    } else if (job.state == JobState::skipped) {
+      skipped += (skipped.empty() ? "" : ", ") + job.label;
+    } else if (job.state == JobState::cancelled) {
+      cancelled += (cancelled.empty() ? "" : ", ") + job.label;
+    }
+  }
+  std::cerr << "roadie: the stack could not be brought up";
+  if (failed.empty()) {
+    std::cerr << ": " << report.why() << '\n';
+  } else {
+    std::cerr << ":\n" << failed;
+  }
+  if (!skipped.empty()) std::cerr << "  skipped (a requirement failed): " << skipped << '\n';
+  if (!cancelled.empty())
+    std::cerr << "  cancelled (stopped at the failure): " << cancelled << '\n';
+  std::cerr << "roadie: service logs are in " << logs.string() << '\n';
+}
+
+void print_teardown(const std::vector<StopOutcome>& outcomes) {
+  for (const StopOutcome& outcome : outcomes) {
+    if (!outcome.error.empty()) {
+      std::cerr << "roadie: stopping " << outcome.label << ": " << outcome.error << '\n';
+    }
+  }
+}
+
+// Spawns CMD (PATH lookup, our stdin/stdout/stderr and process group, the
+// default disposition and an empty mask for the signals we block). Returns the
+// pid, or the errno of a failed exec.
+pid_t spawn_command(const std::vector<std::string>& argv,
+                    const std::map<std::string, std::string>& extra, int& error) {
+  std::vector<std::string> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string text = *entry;
+    const std::string name = text.substr(0, text.find('='));
+    if (extra.count(name) == 0) environment.push_back(text);
+  }
+  for (const auto& [name, value] : extra) environment.push_back(name + "=" + value);
+  std::vector<char*> env_pointers;
+  for (auto& entry : environment) env_pointers.push_back(entry.data());
+  env_pointers.push_back(nullptr);
+  std::vector<std::string> args = argv;
+  std::vector<char*> arg_pointers;
+  for (auto& arg : args) arg_pointers.push_back(arg.data());
+  arg_pointers.push_back(nullptr);
+
+  posix_spawnattr_t attributes;
+  ::posix_spawnattr_init(&attributes);
+  sigset_t empty;
+  ::sigemptyset(&empty);
+  sigset_t defaults = watched_signals();
+  ::sigaddset(&defaults, SIGPIPE);
+  ::posix_spawnattr_setsigmask(&attributes, &empty);
+  ::posix_spawnattr_setsigdefault(&attributes, &defaults);
+  ::posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = -1;
+  error = ::posix_spawnp(&pid, arg_pointers[0], nullptr, &attributes, arg_pointers.data(),
+                         env_pointers.data());
+  ::posix_spawnattr_destroy(&attributes);
+  return error == 0 ? pid : -1;
+}
+
+int wait_command(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "waiting for CMD");
+  }
+  if (WIFSIGNALED(status)) return kExitSignalBase + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+// Loads the stack with its logs in STATE/logs; nullopt (after saying why) when
+// the file is wrong or its ports cannot be reserved.
+struct Loaded {
+  std::optional<Stack> stack;
+  int exit_code = kExitOk;
+};
+Loaded load(const char* verb, const StackRunOptions& options, const fs::path& state) {
+  Loaded loaded;
+  try {
+    fs::create_directories(state / "logs");
+    StackOptions stack_options;
+    stack_options.log_dir = state / "logs";
+    loaded.stack.emplace(Stack::load(options.file, stack_options));
+  } catch (const ConfigError& e) {
+    std::cerr << e.what() << '\n';
+    loaded.exit_code = kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "roadie " << verb << ": " << e.what() << '\n';
+    loaded.exit_code = kExitBringUpFailed;
+  }
+  return loaded;
+}
+
+// Brings the stack up with the progress display; false (after saying why)
+// when it failed or a signal cancelled it (the stack is then down).
+bool bring_up(Stack& stack, Interruption& interruption, const fs::path& state) {
+  auto progress =
+      std::make_shared<Progress>(stderr, Progress::style_for(stderr), stack.scheduler());
+  Subscription observing = stack.scheduler().add_observer(progress);
+  const RunReport report = stack.up(interruption.cancel_bring_up.get_token());
+  observing.reset();
+  if (report.ok()) return true;
+  if (int signal = interruption.received(); signal != 0) {
+    std::cerr << "roadie: " << signal_name(signal) << " during the bring-up; the stack is down\n";
+  } else {
+    print_bring_up_failure(stack, report, state / "logs");
+  }
+  return false;
+}
+
+}  // namespace
+
+int run(const RunOptions& options) {
+  Interruption interruption;
+  SignalWatch signals(
+      [&](int number, bool from_terminal) { interruption.on_signal(number, from_terminal); });
+  const fs::path state = state_dir(options);
+  Loaded loaded = load("run", options, state);
+  if (!loaded.stack) return loaded.exit_code;
+  Stack& stack = *loaded.stack;
+  if (!bring_up(stack, interruption, state)) {
+    const int signal = interruption.received();
+    return signal != 0 ? kExitSignalBase + signal : kExitBringUpFailed;
+  }
+
+  auto environment = stack.environment();
+  environment["ROADIE_STATE"] = state.string();
+  int error = 0;
+  int exit_code = kExitCannotExecute;
+  {
+    std::unique_lock lock(interruption.mutex);
+    // A signal that came after the bring-up and before CMD exists stops here:
+    // nothing to forward it to, so CMD is not started.
+    if (interruption.signal == 0) {
+      interruption.command = spawn_command(options.command, environment, error);
+    }
+  }
+  if (interruption.command > 0) {
+    exit_code = wait_command(interruption.command);
+    std::lock_guard lock(interruption.mutex);
+    interruption.command = -1;
+  } else if (int signal = interruption.received(); signal != 0) {
+    exit_code = kExitSignalBase + signal;
+  } else {
+    std::cerr << "roadie run: cannot execute '" << options.command.front()
+              << "': " << std::generic_category().message(error) << '\n';
+  }
+  print_teardown(stack.down());
+  return exit_code;
+}
+
+int up(const StackRunOptions& options) {
+  std::condition_variable signalled;
+  Interruption interruption;
+  SignalWatch signals([&](int number, bool from_terminal) {
+    interruption.on_signal(number, from_terminal);
+    signalled.notify_all();
+  });
+  const fs::path state = state_dir(options);
+  Loaded loaded = load("up", options, state);
+  if (!loaded.stack) return loaded.exit_code;
+  Stack& stack = *loaded.stack;
+  if (!bring_up(stack, interruption, state)) {
+    const int signal = interruption.received();
+    return signal != 0 ? kExitSignalBase + signal : kExitBringUpFailed;
+  }
+  for (const auto& [name, value] : stack.environment()) std::cout << name << '=' << value << '\n';
+  std::cout << "ROADIE_STATE=" << state.string() << std::endl;
+  std::cerr << "roadie: the stack is up; Ctrl-C (SIGINT) or SIGTERM tears it down\n";
+  {
+    std::unique_lock lock(interruption.mutex);
+    signalled.wait(lock, [&] { return interruption.signal != 0; });
+  }
+  std::cerr << "roadie: tearing down\n";
+  print_teardown(stack.down());
+  return kExitOk;
+}
+
+}  // namespace roadie::cli
