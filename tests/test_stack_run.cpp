@@ -8,11 +8,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <latch>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
+#include <stop_token>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -40,7 +43,7 @@ const fs::path kStacks = fs::path(__FILE__).parent_path() / "stacks" / "run";
 class ChildPaths : public ::testing::Environment {
  public:
   void SetUp() override {
-    for (const char* name : {"banner", "listen", "http", "pidfile", "exit", "env"}) {
+    for (const char* name : {"banner", "listen", "http", "pidfile", "exit", "env", "idle"}) {
       std::string variable = "ROADIE_TEST_CHILD_" + std::string(name);
       std::transform(variable.begin(), variable.end(), variable.begin(),
                      [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
@@ -316,6 +319,62 @@ TEST_F(StackRun, StacksLoadedAtOnceFromOneFileNeverShareAPortAndAllComeUp) {
   for (auto& thread : threads) thread.join();
   EXPECT_THAT(problems, ::testing::IsEmpty());
   EXPECT_EQ(up_count.load(), kThreads * kRounds * 2);
+}
+
+// Requests a stop on `source` after `bound` unless destroyed first.
+class Guard {
+ public:
+  Guard(std::stop_source& source, std::chrono::milliseconds bound)
+      : thread_([&source, bound](std::stop_token token) {
+          std::mutex mutex;
+          std::condition_variable_any never;
+          std::unique_lock lock(mutex);
+          if (!never.wait_for(lock, token, bound, [] { return false; }) && !token.stop_requested()) {
+            source.request_stop();
+          }
+        }) {}
+
+ private:
+  std::jthread thread_;
+};
+
+TEST_F(StackRun, ACancelledBringUpStopsWhatIsStartingAndRunning) {
+  auto stack = roadie::Stack::load(kStacks / "cancel.yaml");
+  std::latch both_started(2);
+  struct Starts : roadie::SchedulerObserver {
+    std::latch* latch;
+    explicit Starts(std::latch* l) : latch(l) {}
+    void on_job_start(const roadie::JobView&) override { latch->count_down(); }
+  };
+  auto observing = stack.scheduler().add_observer(std::make_shared<Starts>(&both_started));
+  std::stop_source cancel;
+  std::jthread canceller([&] {
+    both_started.wait();
+    cancel.request_stop();
+  });
+  const auto began = std::chrono::steady_clock::now();
+  const auto report = stack.up(cancel.get_token());
+  const auto took = std::chrono::steady_clock::now() - began;
+  ASSERT_FALSE(report.ok());
+  EXPECT_THAT(report.why(), HasSubstr("cancelled"));
+  std::string failures;
+  for (const auto& line : report.failures()) failures += line + "\n";
+  EXPECT_THAT(failures, HasSubstr("never: cancelled"));
+  EXPECT_THAT(failures, HasSubstr("endless: cancelled"));
+  EXPECT_LT(took, 10s);  // not the 15 s timeouts
+  EXPECT_FALSE(stack.service("never").executor.running());
+  // (NoLeaks checks that the job's process is gone too.)
+}
+
+TEST_F(StackRun, AJobPastItsTimeoutIsStoppedAndFailsTheBringUp) {
+  auto stack = roadie::Stack::load(kStacks / "job_timeout.yaml");
+  std::stop_source cancel;
+  const Guard guard(cancel, 10s);  // a job without its timeout would run for ever
+  const auto report = stack.up(cancel.get_token());
+  ASSERT_FALSE(report.ok());
+  ASSERT_EQ(report.failures().size(), 1u);
+  EXPECT_THAT(report.failures()[0], HasSubstr("stuck: timed out"));
+  EXPECT_THAT(report.failures()[0], HasSubstr("ran past its timeout"));
 }
 
 TEST_F(StackRun, DestroyingAStackThatIsUpLeavesNothingRunning) {
