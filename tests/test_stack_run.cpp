@@ -9,14 +9,14 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <latch>
 #include <filesystem>
 #include <fstream>
+#include <latch>
 #include <map>
 #include <mutex>
 #include <set>
-#include <stop_token>
 #include <sstream>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -253,9 +253,9 @@ TEST_F(StackRun, ServiceSettingsReachTheExecutors) {
   // cwd: the stack file's directory (the pid file is written relative to it).
   EXPECT_TRUE(fs::exists(dir.path() / "svc.pid"));
   const std::string port = std::to_string(stack.ports().at("envy").value());
-  EXPECT_THAT(texts(stack.service("envy").output),
-              ::testing::ElementsAre("cwd=" + dir.path().string(), "GREETING=hello on " + port,
-                                     "done"));
+  EXPECT_THAT(
+      texts(stack.service("envy").output),
+      ::testing::ElementsAre("cwd=" + dir.path().string(), "GREETING=hello on " + port, "done"));
   stack.down();
   EXPECT_THAT(read_file(logs / "envy.log"), HasSubstr("GREETING=hello on " + port));
   EXPECT_THAT(read_file(dir.path() / "own.log"), HasSubstr("to its own file"));
@@ -294,7 +294,8 @@ TEST_F(StackRun, StacksLoadedAtOnceFromOneFileNeverShareAPortAndAllComeUp) {
           {
             std::lock_guard lock(mutex);
             for (int port : mine) {
-              if (live.count(port) != 0) problems.push_back("port " + std::to_string(port) + " twice");
+              if (live.count(port) != 0)
+                problems.push_back("port " + std::to_string(port) + " twice");
               live.insert(port);
             }
           }
@@ -329,7 +330,8 @@ class Guard {
           std::mutex mutex;
           std::condition_variable_any never;
           std::unique_lock lock(mutex);
-          if (!never.wait_for(lock, token, bound, [] { return false; }) && !token.stop_requested()) {
+          if (!never.wait_for(lock, token, bound, [] { return false; }) &&
+              !token.stop_requested()) {
             source.request_stop();
           }
         }) {}

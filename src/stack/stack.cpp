@@ -1,6 +1,8 @@
 // roadie::Stack: a checked stack spec turned into a Scheduler graph of
 // executors and job callables, with its ports reserved for its whole life and
 // its services and jobs connected to a hook bus.
+#include "roadie/stack.hpp"
+
 #include <algorithm>
 #include <condition_variable>
 #include <exception>
@@ -13,7 +15,6 @@
 #include "roadie/ports.hpp"
 #include "roadie/process.hpp"
 #include "roadie/runtime.hpp"
-#include "roadie/stack.hpp"
 
 namespace roadie {
 
@@ -80,10 +81,8 @@ class JobRunner {
     options.name = name_;
     options.output.log_file = log_file_;
     options.stop.grace = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::min<std::chrono::nanoseconds>(scaled(stop_timeout_),
-                                           std::chrono::hours(24 * 365)));
-    Process process =
-        Process::spawn(command_, options, runtime_ ? *runtime_ : Runtime::global());
+        std::min<std::chrono::nanoseconds>(scaled(stop_timeout_), std::chrono::hours(24 * 365)));
+    Process process = Process::spawn(command_, options, runtime_ ? *runtime_ : Runtime::global());
     std::mutex mutex;
     std::condition_variable_any changed;
     bool exited = false;
@@ -159,7 +158,8 @@ Stack Stack::from_spec(StackSpec parsed, StackOptions options) {
         "configured on a hook bus); running without: {}",
         impl->name(), [&] {
           std::string idents;
-          for (const auto& ident : spec.plugins.idents) idents += (idents.empty() ? "" : ", ") + ident;
+          for (const auto& ident : spec.plugins.idents)
+            idents += (idents.empty() ? "" : ", ") + ident;
           return idents;
         }());
   }
@@ -192,10 +192,10 @@ Stack Stack::from_spec(StackSpec parsed, StackOptions options) {
     job_options.timeout = spec_job.timeout;
     JobSpec job_spec = spec_job;
     if (!job_spec.cwd) job_spec.cwd = dir;
-    Job job = impl->scheduler.add(JobRunner(spec_job.name, to_command(job_spec),
-                                            log_in(options.log_dir, spec_job.name),
-                                            spec.defaults.stop_timeout, options.runtime),
-                                  std::move(job_options));
+    Job job = impl->scheduler.add(
+        JobRunner(spec_job.name, to_command(job_spec), log_in(options.log_dir, spec_job.name),
+                  spec.defaults.stop_timeout, options.runtime),
+        std::move(job_options));
     jobs_by_name.emplace(spec_job.name, job);
     jobs.push_back(job);
   }
@@ -236,7 +236,9 @@ Stack::Impl& Stack::impl() const {
   return *impl_;
 }
 
-const StackSpec& Stack::spec() const { return impl().spec; }
+const StackSpec& Stack::spec() const {
+  return impl().spec;
+}
 
 RunReport Stack::up(std::stop_token cancel) {
   Impl& s = impl();
@@ -250,11 +252,17 @@ RunReport Stack::up(std::stop_token cancel) {
   return report;
 }
 
-std::vector<StopOutcome> Stack::down() { return impl().down(); }
+std::vector<StopOutcome> Stack::down() {
+  return impl().down();
+}
 
-Scheduler& Stack::scheduler() { return impl().scheduler; }
+Scheduler& Stack::scheduler() {
+  return impl().scheduler;
+}
 
-HookBus& Stack::bus() { return *impl().bus; }
+HookBus& Stack::bus() {
+  return *impl().bus;
+}
 
 StackService Stack::service(std::string_view name) {
   Impl& s = impl();
@@ -285,9 +293,13 @@ StackService Stack::service(std::string_view name) {
                       std::move(output)};
 }
 
-std::vector<std::string> Stack::service_names() const { return impl().service_order; }
+std::vector<std::string> Stack::service_names() const {
+  return impl().service_order;
+}
 
-std::map<std::string, Port> Stack::ports() const { return impl().ports; }
+std::map<std::string, Port> Stack::ports() const {
+  return impl().ports;
+}
 
 std::map<std::string, std::string> Stack::environment() const {
   std::map<std::string, std::string> env;
