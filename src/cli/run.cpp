@@ -164,11 +164,14 @@ void print_bring_up_failure(Stack& stack, const RunReport& report, const fs::pat
   std::cerr << "roadie: service logs are in " << logs.string() << '\n';
 }
 
+// One line per service stopped (what a CI log needs to show the stack went
+// down before roadie exited), and any stop that went wrong.
 void print_teardown(const std::vector<StopOutcome>& outcomes) {
   for (const StopOutcome& outcome : outcomes) {
-    if (!outcome.error.empty()) {
-      std::cerr << "roadie: stopping " << outcome.label << ": " << outcome.error << '\n';
-    }
+    std::cerr << "roadie: stopped " << outcome.label;
+    if (outcome.status) std::cerr << " (" << outcome.status->describe() << ")";
+    if (!outcome.error.empty()) std::cerr << ": " << outcome.error;
+    std::cerr << '\n';
   }
 }
 
