@@ -464,6 +464,96 @@ TEST_F(ArtifactsTest, TwoProcessesWritingIntoOneRootLoseNothing) {
   for (auto [pid, count] : per_pid) EXPECT_EQ(count, 50);
 }
 
+// Run by the next test, which SIGKILLs it while it writes.
+TEST(ArtifactsHelper, DISABLED_WritesTestsUntilKilled) {
+  HookBus bus;
+  ArtifactOptions options;
+  options.print_attachment = [](const std::string&) {};
+  install_artifacts(bus, options);
+  for (int i = 0;; ++i) {
+    bus.fire("start_test", test_locals("Killed", "t" + std::to_string(i)));
+    bus.fire("finish_test", finish_locals("Killed", "t" + std::to_string(i), "passed"));
+    if (i == 20) std::printf("twenty tests written\n"), std::fflush(stdout);
+  }
+}
+
+TEST_F(ArtifactsTest, AKilledWriterNeitherCorruptsTheManifestNorLosesItsEntries) {
+  TempDir root;
+  const std::string self = fs::read_symlink("/proc/self/exe");
+  ExecutorOptions options;
+  options.env["ROADIE_ARTIFACTS_DIR"] = root.path().string();
+  OutputExecutor killed({self, "--gtest_filter=ArtifactsHelper.DISABLED_WritesTestsUntilKilled",
+                         "--gtest_also_run_disabled_tests"},
+                        "^twenty tests written$", options);
+  killed.start();
+  std::this_thread::sleep_for(200ms);  // many more entries, rebuilds under way
+  killed.kill();
+  // Whatever instant the kill hit, manifest.json is whole JSON.
+  json before = json::parse(read_file(root.path() / "manifest.json"));
+  EXPECT_GE(before["tests"].size(), 1u);
+  // The killed writer's part file holds every test it finished; the next
+  // writer's rebuild brings them all into manifest.json beside its own.
+  std::size_t dirs_made = 0;
+  for (const auto& item : fs::directory_iterator(root.path() / "Killed")) {
+    dirs_made += item.is_directory() ? 1 : 0;
+  }
+  Executor writer({self, "--gtest_filter=ArtifactsHelper.DISABLED_WritesFiftyTestsIntoTheSharedRoot",
+                   "--gtest_also_run_disabled_tests"},
+                  options);
+  writer.start();
+  auto status = writer.wait_for_exit(120s);
+  ASSERT_TRUE(status && status->success()) << writer.output().excerpt();
+  json after = json::parse(read_file(root.path() / "manifest.json"));
+  std::size_t killed_entries = 0, shared_entries = 0;
+  for (const json& test : after["tests"]) {
+    killed_entries += test["suite"] == "Killed" ? 1 : 0;
+    shared_entries += test["suite"] == "Shared" ? 1 : 0;
+  }
+  EXPECT_EQ(shared_entries, 50u);
+  // A test killed between its start and its finish has a directory and no
+  // entry: at most one.
+  EXPECT_GE(killed_entries + 1, dirs_made);
+  EXPECT_LE(killed_entries, dirs_made);
+  EXPECT_GT(killed_entries, 20u);
+}
+
+// Run by the next test with --gtest_output=xml: the junit plugin records
+// through GoogleTest's RecordProperty, as the GoogleTest layer wires it.
+TEST(ArtifactsHelper, DISABLED_RecordsArtifactsAsProperties) {
+  HookBus bus;
+  ArtifactOptions options;
+  options.record_property = [](const std::string& key, const std::string& value) {
+    ::testing::Test::RecordProperty(key, value);
+  };
+  install_artifacts(bus, options);
+  bus.emplace_plugin<FileWriter>("writer", [](const fs::path& dir) {
+    std::ofstream(dir / "server.log") << "x";
+  });
+  bus.fire("start_test", test_locals("Xml", "t"));
+  bus.fire("finish_test", finish_locals("Xml", "t", "passed"));
+}
+
+TEST_F(ArtifactsTest, ArtifactsShowUpInGoogleTestsXmlAndAsJenkinsAttachments) {
+  TempDir root;
+  const std::string self = fs::read_symlink("/proc/self/exe");
+  const fs::path xml = root.path() / "report.xml";
+  ExecutorOptions options;
+  options.env["ROADIE_ARTIFACTS_DIR"] = (root.path() / "artifacts").string();
+  Executor run({self, "--gtest_filter=ArtifactsHelper.DISABLED_RecordsArtifactsAsProperties",
+                "--gtest_also_run_disabled_tests", "--gtest_output=xml:" + xml.string()},
+               options);
+  run.start();
+  auto status = run.wait_for_exit(60s);
+  ASSERT_TRUE(status && status->success()) << run.output().excerpt();
+  const std::string file = (root.path() / "artifacts" / "Xml" / "t" / "server.log").string();
+  std::string report = read_file(xml);
+  EXPECT_NE(report.find("name=\"roadie_artifact:server.log\" value=\"" + file + "\""),
+            std::string::npos)
+      << report;
+  EXPECT_TRUE(run.output().wait_for("^\\[\\[ATTACHMENT\\|" + file + "\\]\\]$", 1s, Stream::out))
+      << run.output().excerpt();
+}
+
 TEST_F(ArtifactsTest, BuiltInPluginsComeFromYaml) {
   TempDir root;
   register_artifact_plugins();
