@@ -392,3 +392,59 @@ TEST_F(StackRun, DestroyingAStackThatIsUpLeavesNothingRunning) {
 }
 
 }  // namespace
+
+namespace {
+
+// A stack file written at run time (its plugins section names a root in a
+// temporary directory).
+fs::path write_stack(const fs::path& dir, const std::string& text) {
+  fs::path file = dir / "roadie.yaml";
+  std::ofstream(file) << text;
+  return file;
+}
+
+class StackPlugins : public roadie::testing::NoLeaks {};
+
+TEST_F(StackPlugins, ThePluginsSectionCreatesPluginsOnTheStacksBus) {
+  roadie::testing::TempDir dir;
+  const fs::path root = dir.path() / "artifacts";
+  fs::path file = write_stack(dir.path(),
+                              "version: 1\n"
+                              "services:\n"
+                              "  talker:\n"
+                              "    command: [\"${env.ROADIE_TEST_CHILD_BANNER}\", --text, \"up and running\"]\n"
+                              "    ready: {banner: \"up and running\"}\n"
+                              "plugins:\n"
+                              "  logs: {plugin: service_logs, root: \"" + root.string() + "\"}\n");
+  roadie::Stack stack = roadie::Stack::load(file);
+  EXPECT_EQ(stack.bus().plugin_idents(), std::vector<std::string>{"logs"});
+  ASSERT_TRUE(stack.up().ok());
+  stack.bus().fire("start_test", {{"suite_name", "S"}, {"test_name", "T"}});
+  stack.bus().fire("finish_test", {{"suite_name", "S"}, {"test_name", "T"}, {"test_result", "passed"}});
+  stack.down();
+  EXPECT_TRUE(fs::exists(root / "S" / "T" / "talker.log"));
+}
+
+TEST_F(StackPlugins, AMistypedPluginOptionIsAnErrorAtItsPlaceInTheStackFile) {
+  roadie::testing::TempDir dir;
+  fs::path file = write_stack(dir.path(),
+                              "version: 1\n"
+                              "services:\n"
+                              "  talker:\n"
+                              "    command: [\"${env.ROADIE_TEST_CHILD_BANNER}\", \"hi\"]\n"
+                              "plugins:\n"
+                              "  logs:\n"
+                              "    plugin: service_logs\n"
+                              "    lines_before_failure: many\n");
+  try {
+    roadie::Stack::load(file);
+    FAIL() << "no error";
+  } catch (const roadie::ConfigError& e) {
+    EXPECT_EQ(e.file(), file.string());
+    EXPECT_EQ(e.line(), 8);
+    EXPECT_EQ(e.column(), 27);
+    EXPECT_EQ(e.key(), "plugins.logs.lines_before_failure");
+  }
+}
+
+}  // namespace

@@ -394,6 +394,10 @@ class HookBus {
   void configure(const std::filesystem::path& file);
   /// The same from text; `file` names it in errors.
   void configure_text(std::string_view yaml, std::string file = "<memory>");
+  /// Reads only the `plugins:` map of a larger document (a stack file), with
+  /// the same rules and errors located in that document; its other keys
+  /// belong to the caller and are not looked at. No `plugins:`, no change.
+  void configure_plugins_text(std::string_view yaml, std::string file);
 
   /// Makes an executor's lifecycle events on this bus: service_starting,
   /// service_ready, service_exited, service_stopped, service_start_failed,

@@ -257,22 +257,25 @@ void HookBus::configure(const std::filesystem::path& file) {
   configure_text(text.str(), file.string());
 }
 
-void HookBus::configure_text(std::string_view yaml, std::string file) {
-  YAML::Node root;
+namespace {
+
+YAML::Node load_document(std::string_view yaml, const std::string& file) {
   try {
-    root = YAML::Load(std::string(yaml));
+    return YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
     throw ConfigError(file, line_of(e.mark), column_of(e.mark), "", e.msg);
   }
+}
 
+void configure_root(HookBus& bus, HookBus::Impl& impl, const YAML::Node& root, const std::string& file) {
   auto error_at = [&](const YAML::Node& node, const std::string& key, const std::string& what) {
     return ConfigError(file, line_of(node.Mark()), column_of(node.Mark()), key, what);
   };
 
   HookBusOptions next;
   {
-    std::lock_guard lock(impl_->mu);
-    next = impl_->options;
+    std::lock_guard lock(impl.mu);
+    next = impl.options;
   }
   struct Pending {
     std::string ident;
@@ -333,11 +336,11 @@ void HookBus::configure_text(std::string_view yaml, std::string file) {
         const std::string where = "plugins." + ident;
         if (!idents.insert(ident).second) throw error_at(entry.first, where, "duplicate plugin ident");
         try {
-          Impl::check_ident(ident);
+          HookBus::Impl::check_ident(ident);
         } catch (const HookError& e) {
           throw error_at(entry.first, where, e.what());
         }
-        if (find_plugin(ident) != nullptr) {
+        if (bus.find_plugin(ident) != nullptr) {
           throw error_at(entry.first, where, "a plugin with this ident is already on the bus");
         }
         const YAML::Node& body = entry.second;
@@ -426,12 +429,29 @@ void HookBus::configure_text(std::string_view yaml, std::string file) {
   }
   std::size_t failed = 0;
   try {
-    impl_->add_plugins(std::move(created), &failed);
+    impl.add_plugins(std::move(created), &failed);
   } catch (const std::exception& e) {
     const Pending& p = *made_from.at(failed);
     throw error_at(p.ident_node, "plugins." + p.ident, e.what());
   }
-  impl_->set_options(next);
+  impl.set_options(next);
+}
+
+}  // namespace
+
+void HookBus::configure_text(std::string_view yaml, std::string file) {
+  configure_root(*this, *impl_, load_document(yaml, file), file);
+}
+
+void HookBus::configure_plugins_text(std::string_view yaml, std::string file) {
+  YAML::Node document = load_document(yaml, file);
+  if (!document.IsMap()) return;
+  const YAML::Node plugins = document["plugins"];
+  if (!plugins.IsDefined()) return;
+  // Only the plugins map: the document's other keys belong to the caller.
+  YAML::Node root(YAML::NodeType::Map);
+  root["plugins"] = plugins;
+  configure_root(*this, *impl_, root, file);
 }
 
 }  // namespace roadie

@@ -1,6 +1,7 @@
 // roadie::Stack: a checked stack spec turned into a Scheduler graph of
 // executors and job callables, with its ports reserved for its whole life and
 // its services and jobs connected to a hook bus.
+#include "roadie/artifacts.hpp"
 #include "roadie/stack.hpp"
 
 #include <algorithm>
@@ -152,16 +153,10 @@ Stack Stack::from_spec(StackSpec parsed, StackOptions options) {
   } else {
     impl->bus = options.bus;
   }
-  if (spec.plugins.present) {
-    detail::log().warn(
-        "stack '{}': the plugins section is not created yet (a stack file's plugins cannot be "
-        "configured on a hook bus); running without: {}",
-        impl->name(), [&] {
-          std::string idents;
-          for (const auto& ident : spec.plugins.idents)
-            idents += (idents.empty() ? "" : ", ") + ident;
-          return idents;
-        }());
+  if (spec.plugins.present && spec.plugins.document) {
+    // The built-in artifact plugins are known by name to every stack file.
+    register_artifact_plugins();
+    impl->bus->configure_plugins_text(*spec.plugins.document, spec.file.string());
   }
 
   std::map<std::string, Job, std::less<>> jobs_by_name;
