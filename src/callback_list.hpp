@@ -1,5 +1,6 @@
 // Private: the one registry of callbacks behind Output::subscribe,
-// Process::on_exit and the executor's listeners (and the hook bus).
+// Process::on_exit and the executor's listeners. (The hook bus keeps its own
+// slots: a callback its watchdog abandoned must not make a reset wait.)
 #pragma once
 
 #include <algorithm>

@@ -255,10 +255,10 @@ struct StackService {
 ///    job_* events).
 ///  - The ports stay reserved (PortReservation) until the Stack is destroyed,
 ///    also after down().
-///  - Plugins: the `plugins:` section is NOT created yet (HookBus::configure
-///    rejects the stack file's other top-level keys and the library has no
-///    way to configure a bus from the parsed subtree); a stack file with one
-///    loads, logs a warning (logger "roadie") and runs without them.
+///  - Plugins: the `plugins:` section creates its plugins on the bus at load
+///    (HookBus::configure_plugins_text; the built-in artifact plugins are
+///    known by name); a wrong plugin or option is a ConfigError located in the
+///    stack file, and then nothing is created.
 ///  - A stack is brought up once: a second up() throws roadie::Error (load
 ///    the file again for a fresh stack).
 ///
