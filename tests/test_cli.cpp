@@ -2,10 +2,19 @@
 // exit code, stdout and stderr (DESIGN.md, "The roadie command"). Services are
 // the child programs of tests/resources, named to the stack files in
 // tests/stacks/cli/ through ${env.CHILD_*}.
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -14,11 +23,15 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "roadie/command.hpp"
 #include "roadie/executor.hpp"
+#include "roadie/runtime.hpp"
 #include "test_support.hpp"
+
+extern char** environ;
 
 namespace {
 
@@ -137,6 +150,9 @@ TEST_F(CliTest, HelpOfEveryVerbHasADescriptionAndAnExample) {
       {"graph", "dependency graph", "roadie graph --format text"},
       {"run", "run CMD with the", "roadie run -f stack.yaml -- sh -c"},
       {"up", "in the foreground", "roadie up -f tests/roadie.yaml"},
+      {"down", "Tear down the stack", "roadie down --state build/.roadie"},
+      {"status", "not ours", "roadie status --json"},
+      {"logs", "--follow", "roadie logs --follow redis"},
   };
   for (const auto& help : helps) {
     SCOPED_TRACE("roadie " + help.verb + " --help");
@@ -158,8 +174,9 @@ TEST_F(CliTest, UsageErrorsExitTwoWithOneLineAndAPointerToHelp) {
     std::string line;
   };
   const std::vector<Case> cases = {
-      {{}, "roadie: no verb given (verbs: check, graph, run, up)"},
-      {{"frobnicate"}, "roadie: unknown verb 'frobnicate' (verbs: check, graph, run, up)"},
+      {{}, "roadie: no verb given (verbs: check, graph, run, up, down, status, logs)"},
+      {{"frobnicate"},
+       "roadie: unknown verb 'frobnicate' (verbs: check, graph, run, up, down, status, logs)"},
       {{"--bogus"}, "roadie: unknown option '--bogus'"},
       {{"check", "--bogus"}, "roadie check: unknown option '--bogus'"},
       {{"check", "extra"}, "roadie check: unexpected argument 'extra'"},
@@ -167,6 +184,7 @@ TEST_F(CliTest, UsageErrorsExitTwoWithOneLineAndAPointerToHelp) {
       {{"graph", "--format", "svg"}, "roadie graph: --format: svg not in {dot,text}"},
       {{"check", "-f"}, "roadie check: --file: 1 required TEXT missing"},
       {{"run"}, "roadie run: command is required"},
+      {{"logs"}, "roadie logs: service is required"},
   };
   for (const auto& c : cases) {
     std::string display = "roadie";
@@ -384,6 +402,338 @@ TEST_F(CliTest, UpExitsThreeWhenTheBringUpFails) {
       roadie_cli({"up", "-f", stack("failing.yaml"), "--state", dir.path().string()});
   EXPECT_EQ(result.code, 3);
   EXPECT_THAT(result.err, HasSubstr("[stderr] disk 42 on fire"));
+}
+
+// --- up --detach, status, logs, down ---------------------------------------
+
+// /proc/PID/stat: the state letter and field 22 (the start time); none when
+// there is no such process.
+std::optional<std::pair<char, unsigned long long>> proc_stat(pid_t pid) {
+  const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(close + 1));
+  char state = 0;
+  fields >> state;
+  std::string field;
+  for (int number = 4; number < 22; ++number) fields >> field;
+  unsigned long long start = 0;
+  fields >> start;
+  return std::make_pair(state, start);
+}
+
+// Gone: no such process, or a zombie (reaped here when it is our child: this
+// test binary is a child subreaper, so it adopts what a dead supervisor left).
+bool gone(pid_t pid) {
+  auto stat = proc_stat(pid);
+  if (stat && stat->first == 'Z') {
+    ::waitpid(pid, nullptr, WNOHANG);
+    return true;
+  }
+  return !stat;
+}
+
+bool gone_within(pid_t pid, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!gone(pid)) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// Our children but the runtime's watchdog: what we adopted from a detached
+// supervisor (itself, its watchdog). Waits (bounded) for them to end and
+// reaps them, so that NoLeaks reports only what really stays.
+void reap_adopted(std::chrono::seconds timeout = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    bool left = false;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      const std::string name = entry.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      const pid_t pid = std::stoi(name);
+      if (pid == roadie::Runtime::global().watchdog_pid()) continue;
+      const std::string stat = read_file(entry.path() / "stat");
+      const auto close = stat.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream fields(stat.substr(close + 1));
+      char state = 0;
+      pid_t parent = 0;
+      fields >> state >> parent;
+      if (parent != ::getpid()) continue;
+      if (state == 'Z') {
+        ::waitpid(pid, nullptr, 0);
+      } else {
+        left = true;
+      }
+    }
+    if (!left || std::chrono::steady_clock::now() > deadline) return;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+struct Recorded {
+  pid_t supervisor = -1;
+  int http_port = 0;
+  std::string token;
+  std::map<std::string, pid_t> services;
+};
+
+Recorded recorded(const fs::path& state_dir) {
+  const std::string text = read_file(state_dir / "state.json");
+  Recorded r;
+  std::smatch match;
+  if (std::regex_search(text, match, std::regex(R"("supervisor": \{\s*"pid": (\d+))"))) {
+    r.supervisor = std::stoi(match[1]);
+  }
+  if (std::regex_search(text, match,
+                        std::regex(R"re("port": (\d+),\s*"token": "([0-9a-f]+)")re"))) {
+    r.http_port = std::stoi(match[1]);
+    r.token = match[2];
+  }
+  static const std::regex service(R"re("name": "([^"]+)",\s*"pid": (\d+))re");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), service);
+       it != std::sregex_iterator(); ++it) {
+    r.services[(*it)[1]] = std::stoi((*it)[2]);
+  }
+  return r;
+}
+
+// A plain HTTP/1.0 request to 127.0.0.1:PORT; {status, body}, status 0 when
+// nothing answered.
+std::pair<int, std::string> http_get(int port, const std::string& path,
+                                     const std::string& token = "") {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    ::close(fd);
+    return {0, ""};
+  }
+  std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  if (!token.empty()) request += "Authorization: Bearer " + token + "\r\n";
+  request += "\r\n";
+  [[maybe_unused]] auto sent = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) response.append(buffer, n);
+  ::close(fd);
+  std::smatch match;
+  if (!std::regex_search(response, match, std::regex(R"(^HTTP/1\.[01] (\d+))"))) return {0, ""};
+  const auto body = response.find("\r\n\r\n");
+  return {std::stoi(match[1]), body == std::string::npos ? "" : response.substr(body + 4)};
+}
+
+// `roadie` run by a plain fork and exec, its output in files: what `up
+// --detach` leaves behind must not look like a service's daemon to this test
+// binary's runtime (a child subreaper that adopts and stops, with the service
+// that was running when they started, the orphans re-parented to it).
+Result roadie_plain(std::vector<std::string> args, const fs::path& dir) {
+  static int serial = 0;
+  const std::string out = (dir / ("out." + std::to_string(++serial))).string();
+  const std::string err = out + ".err";
+  args.insert(args.begin(), ROADIE_CLI);
+  std::vector<std::string> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string text = *entry;
+    if (text.rfind("CHILD_", 0) != 0 && text.rfind("NO_COLOR=", 0) != 0)
+      environment.push_back(text);
+  }
+  for (const char* name : {"child_listen", "child_banner", "child_exit", "child_idle"}) {
+    std::string upper = name;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    environment.push_back(upper + "=" + child(name));
+  }
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& entry : environment) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int n = ::open("/dev/null", O_RDONLY);
+    ::dup2(n, 0);
+    ::dup2(o, 1);
+    ::dup2(e, 2);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  Result result;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  result.out = read_file(out);
+  result.err = read_file(err);
+  return result;
+}
+
+class CliDetachTest : public CliTest {
+ protected:
+  void TearDown() override {
+    // Whatever a failed test left running.
+    if (fs::exists(state_ / "state.json")) roadie_cli({"down", "--state", state_.string()});
+    reap_adopted();
+    CliTest::TearDown();
+  }
+  Result up() {
+    return roadie_plain({"up", "--detach", "-f", stack("good.yaml"), "--state", state_.string()},
+                        dir_.path());
+  }
+  roadie::testing::TempDir dir_;
+  fs::path state_ = dir_.path() / "state";
+};
+
+TEST_F(CliDetachTest, UpDetachStatusLogsDownLeavesNoProcess) {
+  const Result started = up();
+  ASSERT_EQ(started.code, 0) << started.err;
+  EXPECT_THAT(started.out, ::testing::ContainsRegex("ROADIE_PORT_DB=[0-9]+"));
+  EXPECT_THAT(started.out, HasSubstr("ROADIE_STATE=" + state_.string() + "\n"));
+  struct stat info {};
+  ASSERT_EQ(::stat((state_ / "state.json").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 07777, 0600U);
+  const Recorded r = recorded(state_);
+  ASSERT_EQ(r.services.size(), 3U) << read_file(state_ / "state.json");
+  ASSERT_GT(r.supervisor, 0);
+  for (const auto& [name, pid] : r.services) EXPECT_FALSE(gone(pid)) << name;
+
+  const Result text = roadie_cli({"status", "--state", state_.string()});
+  EXPECT_EQ(text.code, 0) << text.err;
+  for (const auto& [name, pid] : r.services) {
+    EXPECT_THAT(text.out, ::testing::ContainsRegex(name + " +running +pid " + std::to_string(pid) +
+                                                   " +up [0-9]+ s"));
+  }
+  EXPECT_THAT(text.out, ::testing::ContainsRegex("db +running .* db=[0-9]+"));
+
+  const Result json = roadie_cli({"status", "--state", state_.string(), "--json"});
+  EXPECT_EQ(json.code, 0) << json.err;
+  for (const auto& [name, pid] : r.services) {
+    EXPECT_THAT(json.out, ::testing::ContainsRegex("\"name\": \"" + name +
+                                                   "\",\\s*\"state\": \"running\",\\s*\"pid\": " +
+                                                   std::to_string(pid) + ","));
+  }
+  EXPECT_THAT(json.out, ::testing::ContainsRegex("\"uptime_s\": [0-9]+"));
+
+  const Result logs = roadie_cli({"logs", "--state", state_.string(), "api"});
+  EXPECT_EQ(logs.code, 0) << logs.err;
+  EXPECT_THAT(logs.out, HasSubstr("api up"));
+  const Result unknown = roadie_cli({"logs", "--state", state_.string(), "nope"});
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_THAT(unknown.err, HasSubstr("no service 'nope' (services: db, cache, api)"));
+
+  const Result downed = roadie_cli({"down", "--state", state_.string()});
+  EXPECT_EQ(downed.code, 0) << downed.err;
+  for (const auto& [name, pid] : r.services) {
+    EXPECT_TRUE(gone_within(pid, 10s)) << name << " (pid " << pid << ") survived down";
+  }
+  EXPECT_TRUE(gone_within(r.supervisor, 10s)) << "the supervisor survived down";
+  EXPECT_FALSE(fs::exists(state_ / "state.json"));
+  const Result after = roadie_cli({"status", "--state", state_.string()});
+  EXPECT_EQ(after.code, 0);
+  EXPECT_THAT(after.out, HasSubstr("nothing is running"));
+}
+
+TEST_F(CliDetachTest, ASecondUpIntoTheSameStateDirectoryIsRefusedNamingTheRunningOne) {
+  const Result first = up();
+  ASSERT_EQ(first.code, 0) << first.err;
+  const Recorded r = recorded(state_);
+  const Result second = up();
+  EXPECT_EQ(second.code, 3);
+  EXPECT_THAT(second.err, HasSubstr("already running in " + state_.string()));
+  EXPECT_THAT(second.err, HasSubstr(stack("good.yaml")));
+  EXPECT_THAT(second.err, HasSubstr("supervisor pid " + std::to_string(r.supervisor)));
+  // The first is untouched.
+  EXPECT_EQ(recorded(state_).supervisor, r.supervisor);
+  for (const auto& [name, pid] : r.services) EXPECT_FALSE(gone(pid)) << name;
+  EXPECT_EQ(roadie_cli({"down", "--state", state_.string()}).code, 0);
+}
+
+TEST_F(CliDetachTest, ARecordedPidWithAnotherStartTimeIsNotOursAndNeverSignalled) {
+  // Another live process under a recorded pid: the kernel reused it.
+  roadie::Executor other(roadie::Command({child("child_idle")}));
+  other.start();
+  const pid_t pid = other.pid();
+  const auto stat = proc_stat(pid);
+  ASSERT_TRUE(stat);
+  const std::string wrong = std::to_string(stat->second + 4242);
+  fs::create_directories(state_ / "logs");
+  std::ofstream(state_ / "state.json")
+      << "{\"version\": 1, \"stack_file\": \"/x/roadie.yaml\", \"stack_hash\": \"\",\n"
+      << " \"supervisor\": {\"pid\": " << pid << ", \"start_time\": " << wrong << "},\n"
+      << " \"started_at\": 0, \"http\": {\"host\": \"127.0.0.1\", \"port\": 1, \"token\": \"t\"},\n"
+      << " \"services\": [{\"name\": \"db\", \"pid\": " << pid << ", \"start_time\": " << wrong
+      << ", \"started_at\": 0, \"ports\": {\"db\": 1}, \"log\": \"\", \"stop_timeout_ms\": 100,"
+      << " \"stop_signal\": 15}]}\n";
+  const Result json = roadie_cli({"status", "--state", state_.string(), "--json"});
+  EXPECT_EQ(json.code, 0) << json.err;
+  EXPECT_THAT(json.out, ::testing::ContainsRegex("\"name\": \"db\",\\s*\"state\": \"not ours\""));
+  EXPECT_THAT(json.out,
+              ::testing::ContainsRegex("\"supervisor\": \\{[^}]*\"state\": \"not ours\""));
+  const Result downed = roadie_cli({"down", "--state", state_.string()});
+  EXPECT_EQ(downed.code, 0) << downed.err;
+  EXPECT_THAT(downed.err, HasSubstr("pid " + std::to_string(pid) + " is another process now"));
+  std::this_thread::sleep_for(200ms);  // a signal, had one been sent, has landed
+  EXPECT_TRUE(other.running()) << "down signalled a process that is not ours";
+  EXPECT_FALSE(fs::exists(state_ / "state.json"));
+  other.stop();
+}
+
+TEST_F(CliDetachTest, ServicesDieWithAKilledSupervisorAndDownCleansUpAfterIt) {
+  const Result started = up();
+  ASSERT_EQ(started.code, 0) << started.err;
+  const Recorded r = recorded(state_);
+  ASSERT_EQ(r.services.size(), 3U);
+  ASSERT_EQ(::kill(r.supervisor, SIGKILL), 0);
+  for (const auto& [name, pid] : r.services) {
+    EXPECT_TRUE(gone_within(pid, 30s)) << name << " (pid " << pid << ") outlived its supervisor";
+  }
+  const Result status = roadie_cli({"status", "--state", state_.string()});
+  EXPECT_EQ(status.code, 0);
+  EXPECT_THAT(status.out, HasSubstr("supervisor pid " + std::to_string(r.supervisor) + " gone"));
+  const Result downed = roadie_cli({"down", "--state", state_.string()});
+  EXPECT_EQ(downed.code, 0) << downed.err;
+  EXPECT_FALSE(fs::exists(state_ / "state.json"));
+  // And the state directory takes a new stack.
+  const Result again = up();
+  EXPECT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(roadie_cli({"down", "--state", state_.string()}).code, 0);
+}
+
+TEST_F(CliDetachTest, TheStatusEndpointAnswersOnlyWithTheToken) {
+  const Result started = up();
+  ASSERT_EQ(started.code, 0) << started.err;
+  const Recorded r = recorded(state_);
+  ASSERT_GT(r.http_port, 0);
+  ASSERT_EQ(r.token.size(), 32U);
+  EXPECT_EQ(http_get(r.http_port, "/status").first, 401);
+  EXPECT_EQ(http_get(r.http_port, "/status", std::string(32, '0')).first, 401);
+  EXPECT_EQ(http_get(r.http_port, "/services/api/logs").first, 401);
+  const auto status = http_get(r.http_port, "/status", r.token);
+  EXPECT_EQ(status.first, 200);
+  EXPECT_THAT(status.second,
+              ::testing::ContainsRegex("\"name\": \"db\",\\s*\"state\": \"running\""));
+  const auto logs = http_get(r.http_port, "/services/api/logs", r.token);
+  EXPECT_EQ(logs.first, 200);
+  EXPECT_THAT(logs.second, HasSubstr("api up"));
+  EXPECT_EQ(roadie_cli({"down", "--state", state_.string()}).code, 0);
+  EXPECT_TRUE(gone_within(r.supervisor, 10s));
+}
+
+TEST_F(CliDetachTest, UpDetachExitsThreeWithTheReportAndLeavesNothing) {
+  const Result result = roadie_plain(
+      {"up", "--detach", "-f", stack("failing.yaml"), "--state", state_.string()}, dir_.path());
+  EXPECT_EQ(result.code, 3);
+  EXPECT_THAT(result.err, HasSubstr("[stderr] disk 42 on fire"));
+  EXPECT_FALSE(fs::exists(state_ / "state.json"));
+  for (const auto& [name, pid] : ready_pids(result.err)) {
+    EXPECT_TRUE(gone_within(pid, 10s)) << name << " (pid " << pid << ") survived";
+  }
 }
 
 }  // namespace

@@ -31,6 +31,7 @@ std::string joined(const std::vector<std::string>& words, const char* separator)
 std::vector<std::string> verb_names(const CLI::App& app) {
   std::vector<std::string> names;
   for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (sub->get_name().rfind("__", 0) == 0) continue;  // hidden (the supervisor)
     names.push_back(sub->get_name());
   }
   return names;
@@ -97,7 +98,10 @@ class Formatter : public CLI::Formatter {
         {"check", "Validate the stack file; start nothing"},
         {"graph", "Print the dependency graph (dot or text)"},
         {"run", "Bring the stack up, run CMD against it, tear it down"},
-        {"up", "Bring the stack up in the foreground until Ctrl-C"},
+        {"up", "Bring the stack up, in the foreground or --detach'ed"},
+        {"down", "Tear down a detached stack"},
+        {"status", "States, pids, ports and uptimes of a detached stack"},
+        {"logs", "A detached stack's service output"},
     };
     std::stringstream out;
     auto it = summaries.find(sub->get_name());
@@ -184,13 +188,58 @@ int main(int argc, char** argv) {
       wrapped(
           "Bring the stack up in the foreground, showing each service's progress, and keep it up "
           "until Ctrl-C (SIGINT) or SIGTERM; then tear it down and exit 0. Exits 3 when the stack "
-          "could not be brought up. The services' logs are kept in STATE/logs."));
+          "could not be brought up. The services' logs are kept in STATE/logs. With --detach, "
+          "exit 0 once everything is ready and leave a supervisor process that keeps the stack up "
+          "until 'roadie down'; its state (pids, ports, logs) is in STATE/state.json. A second "
+          "--detach into the same state directory is refused."));
   up_verb->add_option("-f,--file", up_options.file, "The stack file")->default_val("roadie.yaml");
   up_verb->add_option("--state", up_options.state,
                       "The state directory (default: .roadie beside the stack file)");
-  up_verb->footer("Example:\n  roadie up -f tests/roadie.yaml   # then Ctrl-C to tear it down\n");
+  up_verb->add_flag("--detach", up_options.detach,
+                    "Return once the stack is up, leaving a supervisor behind");
+  up_verb->footer(
+      "Examples:\n  roadie up -f tests/roadie.yaml   # then Ctrl-C to tear it down\n"
+      "  roadie up --detach && ctest -j8 && roadie down\n");
 
-  for (CLI::App* verb : {check_verb, graph_verb, run_verb, up_verb}) {
+  DownOptions down_options;
+  CLI::App* down_verb = app.add_subcommand(
+      "down", wrapped("Tear down the stack that 'roadie up --detach' left running: through its "
+                      "supervisor, or directly from the state file when the supervisor is gone "
+                      "(a recorded pid that is another process now is never signalled). Exits 0, "
+                      "also when nothing is running."));
+  down_verb->add_option("--state", down_options.state, "The state directory (default: ./.roadie)");
+  down_verb->footer("Example:\n  roadie down --state build/.roadie\n");
+
+  StatusOptions status_options;
+  CLI::App* status_verb = app.add_subcommand(
+      "status", wrapped("Print the state of a detached stack: each service's state (running, "
+                        "gone, or not ours when its pid is another process now), pid, ports and "
+                        "uptime; as JSON with --json."));
+  status_verb->add_option("--state", status_options.state,
+                          "The state directory (default: ./.roadie)");
+  status_verb->add_flag("--json", status_options.json, "Print JSON");
+  status_verb->footer("Example:\n  roadie status --json\n");
+
+  LogsOptions logs_options;
+  CLI::App* logs_verb = app.add_subcommand(
+      "logs", wrapped("Print a detached stack's service output (its log file in the state "
+                      "directory); with --follow, keep printing until the service stops or "
+                      "Ctrl-C."));
+  logs_verb->add_option("--state", logs_options.state, "The state directory (default: ./.roadie)");
+  logs_verb->add_flag("--follow", logs_options.follow, "Keep printing new output");
+  logs_verb->add_option("service", logs_options.service, "The service")->required();
+  logs_verb->footer("Example:\n  roadie logs --follow redis\n");
+
+  SuperviseOptions supervise_options;
+  CLI::App* supervise_verb = app.add_subcommand("__supervise", "");
+  supervise_verb->group("");
+  supervise_verb->add_option("-f", supervise_options.file)->required();
+  supervise_verb->add_option("--state", supervise_options.state)->required();
+  supervise_verb->add_option("--notify-fd", supervise_options.notify_fd);
+  supervise_verb->add_option("--lock-fd", supervise_options.lock_fd);
+
+  for (CLI::App* verb : {check_verb, graph_verb, run_verb, up_verb, down_verb, status_verb,
+                         logs_verb, supervise_verb}) {
     verb->set_help_flag("-h,--help", "Print this help and exit");
   }
 
@@ -213,6 +262,10 @@ int main(int argc, char** argv) {
   if (check_verb->parsed()) return check(check_options);
   if (graph_verb->parsed()) return graph(graph_options);
   if (run_verb->parsed()) return run(run_options);
+  if (down_verb->parsed()) return down(down_options);
+  if (status_verb->parsed()) return status(status_options);
+  if (logs_verb->parsed()) return logs(logs_options);
+  if (supervise_verb->parsed()) return supervise(supervise_options);
   return up(up_options);
 }
 

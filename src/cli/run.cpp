@@ -133,6 +133,8 @@ fs::path state_dir(const StackRunOptions& options) {
   return fs::absolute(options.file).parent_path() / ".roadie";
 }
 
+}  // namespace
+
 // Which job failed and why (its message carries the exit status and the last
 // output lines), then what did not run because of it.
 void print_bring_up_failure(Stack& stack, const RunReport& report, const fs::path& logs) {
@@ -174,6 +176,8 @@ void print_teardown(const std::vector<StopOutcome>& outcomes) {
     std::cerr << '\n';
   }
 }
+
+namespace {
 
 // Spawns CMD (PATH lookup, our stdin/stdout/stderr and process group, the
 // default disposition and an empty mask for the signals we block). Returns the
@@ -302,6 +306,7 @@ int run(const RunOptions& options) {
 }
 
 int up(const StackRunOptions& options) {
+  if (options.detach) return up_detached(options);
   std::condition_variable signalled;
   Interruption interruption;
   SignalWatch signals([&](int number, bool from_terminal) {

@@ -26,6 +26,8 @@ struct StackRunOptions {
   std::filesystem::path file;
   /// --state; none means `.roadie/` beside the stack file.
   std::optional<std::filesystem::path> state;
+  /// `up --detach`: leave a supervisor behind (detach.cpp).
+  bool detach = false;
 };
 
 struct RunOptions : StackRunOptions {
@@ -34,5 +36,35 @@ struct RunOptions : StackRunOptions {
 int run(const RunOptions& options);
 
 int up(const StackRunOptions& options);
+int up_detached(const StackRunOptions& options);
+
+/// The hidden verb `__supervise` that `up --detach` re-executes itself as.
+struct SuperviseOptions {
+  std::filesystem::path file;
+  std::filesystem::path state;
+  int notify_fd = -1;  ///< one byte: '0' up, else '0' + the exit code
+  int lock_fd = -1;    ///< STATE/lock, flocked
+};
+int supervise(const SuperviseOptions& options);
+
+/// The verbs that reach a detached stack: --state, none means ./.roadie.
+struct DownOptions {
+  std::optional<std::filesystem::path> state;
+  bool quiet = false;  ///< up --detach cleaning a stale state file
+};
+int down(const DownOptions& options);
+
+struct StatusOptions {
+  std::optional<std::filesystem::path> state;
+  bool json = false;
+};
+int status(const StatusOptions& options);
+
+struct LogsOptions {
+  std::optional<std::filesystem::path> state;
+  bool follow = false;
+  std::string service;
+};
+int logs(const LogsOptions& options);
 
 }  // namespace roadie::cli
