@@ -33,6 +33,7 @@
 #include "progress.hpp"
 #include "roadie/error.hpp"
 #include "roadie/exit_status.hpp"
+#include "roadie/runtime.hpp"
 #include "roadie/scheduler.hpp"
 #include "roadie/stack.hpp"
 #include "verbs.hpp"
@@ -182,15 +183,25 @@ namespace {
 // Spawns CMD (PATH lookup, our stdin/stdout/stderr and process group, the
 // default disposition and an empty mask for the signals we block). Returns the
 // pid, or the errno of a failed exec.
+//
+// CMD carries this process's runtime marker (first in its environment, as the
+// runtime gives its own children): if roadie dies without tearing down
+// (SIGKILL, a crash), the runtime's watchdog ends CMD and whatever CMD started
+// that kept its environment, together with the services. No service's stop()
+// takes it: their markers end in their own serial numbers.
 pid_t spawn_command(const std::vector<std::string>& argv,
                     const std::map<std::string, std::string>& extra, int& error) {
+  const std::string marker_name(Runtime::marker_variable);
   std::vector<std::string> environment;
+  environment.push_back(marker_name + "=" + Runtime::global().marker() + "/command");
   for (char** entry = environ; *entry != nullptr; ++entry) {
     const std::string text = *entry;
     const std::string name = text.substr(0, text.find('='));
-    if (extra.count(name) == 0) environment.push_back(text);
+    if (extra.count(name) == 0 && name != marker_name) environment.push_back(text);
   }
-  for (const auto& [name, value] : extra) environment.push_back(name + "=" + value);
+  for (const auto& [name, value] : extra) {
+    if (name != marker_name) environment.push_back(name + "=" + value);
+  }
   std::vector<char*> env_pointers;
   for (auto& entry : environment) env_pointers.push_back(entry.data());
   env_pointers.push_back(nullptr);
