@@ -47,6 +47,7 @@
 #include "progress.hpp"
 #include "roadie/error.hpp"
 #include "roadie/ports.hpp"
+#include "roadie/runtime.hpp"
 #include "roadie/stack.hpp"
 #include "state.hpp"
 #include "verbs.hpp"
