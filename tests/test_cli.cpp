@@ -531,7 +531,8 @@ std::pair<int, std::string> http_get(int port, const std::string& path,
 // --detach` leaves behind must not look like a service's daemon to this test
 // binary's runtime (a child subreaper that adopts and stops, with the service
 // that was running when they started, the orphans re-parented to it).
-Result roadie_plain(std::vector<std::string> args, const fs::path& dir) {
+Result roadie_plain(std::vector<std::string> args, const fs::path& dir,
+                    const std::vector<std::string>& extra_env = {}) {
   static int serial = 0;
   const std::string out = (dir / ("out." + std::to_string(++serial))).string();
   const std::string err = out + ".err";
@@ -542,7 +543,9 @@ Result roadie_plain(std::vector<std::string> args, const fs::path& dir) {
     if (text.rfind("CHILD_", 0) != 0 && text.rfind("NO_COLOR=", 0) != 0)
       environment.push_back(text);
   }
-  for (const char* name : {"child_listen", "child_banner", "child_exit", "child_idle"}) {
+  environment.insert(environment.end(), extra_env.begin(), extra_env.end());
+  for (const char* name :
+       {"child_listen", "child_banner", "child_exit", "child_idle", "child_daemon"}) {
     std::string upper = name;
     for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     environment.push_back(upper + "=" + child(name));
@@ -685,14 +688,28 @@ TEST_F(CliDetachTest, ARecordedPidWithAnotherStartTimeIsNotOursAndNeverSignalled
 }
 
 TEST_F(CliDetachTest, ServicesDieWithAKilledSupervisorAndDownCleansUpAfterIt) {
-  const Result started = up();
+  // One of them daemonizes: no parent-death signal reaches it, only the
+  // supervisor's watchdog.
+  const fs::path pidfile = dir_.path() / "daemon.pid";
+  const std::vector<std::string> env = {"DAEMON_PIDFILE=" + pidfile.string()};
+  const auto up_daemon = [&] {
+    return roadie_plain({"up", "--detach", "-f", stack("daemon.yaml"), "--state", state_.string()},
+                        dir_.path(), env);
+  };
+  const Result started = up_daemon();
   ASSERT_EQ(started.code, 0) << started.err;
   const Recorded r = recorded(state_);
-  ASSERT_EQ(r.services.size(), 3U);
+  ASSERT_EQ(r.services.size(), 2U);
+  const pid_t daemon = roadie::testing::read_pid(pidfile);
+  ASSERT_GT(daemon, 0);
+  ASSERT_FALSE(gone(daemon));
+  std::this_thread::sleep_for(200ms);  // the supervisor's runtime has adopted the daemon
   ASSERT_EQ(::kill(r.supervisor, SIGKILL), 0);
   for (const auto& [name, pid] : r.services) {
     EXPECT_TRUE(gone_within(pid, 30s)) << name << " (pid " << pid << ") outlived its supervisor";
   }
+  EXPECT_TRUE(gone_within(daemon, 30s))
+      << "the daemon (pid " << daemon << ") outlived its supervisor";
   const Result status = roadie_cli({"status", "--state", state_.string()});
   EXPECT_EQ(status.code, 0);
   EXPECT_THAT(status.out, HasSubstr("supervisor pid " + std::to_string(r.supervisor) + " gone"));
@@ -700,9 +717,11 @@ TEST_F(CliDetachTest, ServicesDieWithAKilledSupervisorAndDownCleansUpAfterIt) {
   EXPECT_EQ(downed.code, 0) << downed.err;
   EXPECT_FALSE(fs::exists(state_ / "state.json"));
   // And the state directory takes a new stack.
-  const Result again = up();
+  fs::remove(pidfile);
+  const Result again = up_daemon();
   EXPECT_EQ(again.code, 0) << again.err;
   EXPECT_EQ(roadie_cli({"down", "--state", state_.string()}).code, 0);
+  EXPECT_TRUE(gone_within(roadie::testing::read_pid(pidfile), 10s));
 }
 
 TEST_F(CliDetachTest, TheStatusEndpointAnswersOnlyWithTheToken) {
