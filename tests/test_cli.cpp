@@ -70,6 +70,7 @@ class Roadie {
     }
   }
   pid_t pid() const { return executor_.pid(); }
+  bool running() const { return executor_.running(); }
   const roadie::Output& output() const { return executor_.output(); }
 
   // Waits (bounded) for roadie to exit, then cleans up.
@@ -685,6 +686,55 @@ TEST_F(CliDetachTest, ARecordedPidWithAnotherStartTimeIsNotOursAndNeverSignalled
   EXPECT_TRUE(other.running()) << "down signalled a process that is not ours";
   EXPECT_FALSE(fs::exists(state_ / "state.json"));
   other.stop();
+}
+
+// The state file's text for one service `db` at `pid` started at `start`,
+// under a supervisor that is gone.
+std::string hand_made_state(pid_t pid, const std::string& start) {
+  return "{\"version\": 1, \"stack_file\": \"/x/roadie.yaml\", \"stack_hash\": \"\",\n"
+         " \"supervisor\": {\"pid\": 999999999, \"start_time\": 1},\n"
+         " \"started_at\": 0, \"http\": {\"host\": \"127.0.0.1\", \"port\": 1, \"token\": "
+         "\"t\"},\n \"services\": [{\"name\": \"db\", \"pid\": " +
+         std::to_string(pid) + ", \"start_time\": " + start +
+         ", \"started_at\": 0, \"ports\": {}, \"log\": \"\", \"stop_timeout_ms\": 2000, "
+         "\"stop_signal\": 15}]}\n";
+}
+
+TEST_F(CliDetachTest, DownWithoutASupervisorStopsTheRecordedServicesDirectly) {
+  roadie::Executor service(roadie::Command({child("child_idle")}));
+  service.start();
+  const pid_t pid = service.pid();
+  const auto stat = proc_stat(pid);
+  ASSERT_TRUE(stat);
+  fs::create_directories(state_);
+  std::ofstream(state_ / "state.json") << hand_made_state(pid, std::to_string(stat->second));
+  const Result json = roadie_cli({"status", "--state", state_.string(), "--json"});
+  EXPECT_THAT(json.out, ::testing::ContainsRegex("\"name\": \"db\",\\s*\"state\": \"running\""));
+  const Result downed = roadie_cli({"down", "--state", state_.string()});
+  EXPECT_EQ(downed.code, 0) << downed.err;
+  EXPECT_THAT(downed.err, HasSubstr("the supervisor (pid 999999999) is gone"));
+  EXPECT_THAT(downed.err, HasSubstr("stopped db (pid " + std::to_string(pid) + ")"));
+  const auto status = service.wait_for_exit(10s);
+  ASSERT_TRUE(status) << "down left the recorded service running";
+  EXPECT_EQ(status->signal(), SIGTERM);
+  EXPECT_FALSE(fs::exists(state_ / "state.json"));
+  try {
+    service.stop();
+  } catch (const roadie::ProcessFinishedWithError&) {
+  }
+}
+
+TEST_F(CliDetachTest, LogsFollowPrintsUntilTheServiceStops) {
+  const Result started = up();
+  ASSERT_EQ(started.code, 0) << started.err;
+  Roadie follow({"logs", "--state", state_.string(), "--follow", "api"});
+  ASSERT_TRUE(follow.output().wait_for("api up", 10s)) << follow.output().excerpt();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(follow.running()) << "--follow returned while api ran";
+  EXPECT_EQ(roadie_cli({"down", "--state", state_.string()}).code, 0);
+  const Result followed = follow.finish(20s);
+  EXPECT_EQ(followed.code, 0) << followed.err;
+  EXPECT_THAT(followed.out, HasSubstr("api up"));
 }
 
 TEST_F(CliDetachTest, ServicesDieWithAKilledSupervisorAndDownCleansUpAfterIt) {
