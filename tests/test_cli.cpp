@@ -753,7 +753,22 @@ TEST_F(CliDetachTest, ServicesDieWithAKilledSupervisorAndDownCleansUpAfterIt) {
   const pid_t daemon = roadie::testing::read_pid(pidfile);
   ASSERT_GT(daemon, 0);
   ASSERT_FALSE(gone(daemon));
-  std::this_thread::sleep_for(200ms);  // the supervisor's runtime has adopted the daemon
+  // Re-parented to the supervisor (a child subreaper), whose runtime looks
+  // for orphans every 50 ms and hands them to its watchdog.
+  const auto parent_of = [](pid_t pid) {
+    const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    std::istringstream fields(stat.substr(stat.rfind(')') + 1));
+    char state = 0;
+    pid_t parent = 0;
+    fields >> state >> parent;
+    return parent;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (parent_of(daemon) != r.supervisor && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_EQ(parent_of(daemon), r.supervisor);
+  std::this_thread::sleep_for(300ms);
   ASSERT_EQ(::kill(r.supervisor, SIGKILL), 0);
   for (const auto& [name, pid] : r.services) {
     EXPECT_TRUE(gone_within(pid, 30s)) << name << " (pid " << pid << ") outlived its supervisor";
