@@ -641,6 +641,10 @@ TEST_F(CliDetachTest, UpDetachStatusLogsDownLeavesNoProcess) {
   const Result after = roadie_cli({"status", "--state", state_.string()});
   EXPECT_EQ(after.code, 0);
   EXPECT_THAT(after.out, HasSubstr("nothing is running"));
+  const Result after_json = roadie_cli({"status", "--state", state_.string(), "--json"});
+  EXPECT_EQ(after_json.code, 0);
+  EXPECT_THAT(after_json.out,
+              ::testing::ContainsRegex("\"supervisor\": null,\\s*\"services\": \\[\\]"));
 }
 
 TEST_F(CliDetachTest, ASecondUpIntoTheSameStateDirectoryIsRefusedNamingTheRunningOne) {

@@ -526,7 +526,7 @@ int status(const StatusOptions& options) {
   }
   if (!state) {
     if (options.json) {
-      std::cout << "{\"state_dir\": \"" << state_dir.string() << "\", \"services\": []}\n";
+      std::cout << StateFile::nothing_running_json(state_dir);
     } else {
       std::cout << "nothing is running in " << state_dir.string() << '\n';
     }

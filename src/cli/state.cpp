@@ -208,4 +208,10 @@ std::string StateFile::status_json(const fs::path& state_dir) const {
   return document.dump(2) + "\n";
 }
 
+std::string StateFile::nothing_running_json(const fs::path& state_dir) {
+  const json document = {
+      {"state_dir", state_dir.string()}, {"supervisor", nullptr}, {"services", json::array()}};
+  return document.dump(2) + "\n";
+}
+
 }  // namespace roadie::cli

@@ -66,6 +66,8 @@ struct StateFile {
   std::string to_json() const;
   /// What `status --json` and GET /status give: the services' states and uptimes.
   std::string status_json(const std::filesystem::path& state_dir) const;
+  /// The same when no stack runs in `state_dir` (no services).
+  static std::string nothing_running_json(const std::filesystem::path& state_dir);
 };
 
 }  // namespace roadie::cli
