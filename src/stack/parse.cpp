@@ -233,7 +233,7 @@ class Loader {
     std::vector<Entry> out;
     std::map<std::string, YAML::Mark> seen;
     for (auto it = map.node.begin(); it != map.node.end(); ++it) {
-      const YAML::Node& key = it->first;
+      const YAML::Node key = it->first;  // a copy: it-> yields a temporary
       const std::string prefix = map.key.empty() ? "" : map.key + ".";
       if (!key.IsScalar()) {
         fail(key.Mark(), map.key, "expected a name as key, found " + describe(key));
