@@ -50,14 +50,24 @@ std::string_view to_string(JobKind kind) noexcept {
 }
 
 bool JobContext::sleep_until(std::chrono::steady_clock::time_point deadline) const {
+  // Our own flag, set under the mutex by the stop callback: the waiter can
+  // never miss the wake-up between its check and its wait. (libstdc++ 12's
+  // condition_variable_any::wait_until with a stop_token notifies without
+  // that mutex and lost it: a forever job slept out its hour under TSan.)
   std::mutex m;
-  std::condition_variable_any cv;
+  std::condition_variable cv;
+  bool stopped = false;
+  std::stop_callback wake(token_, [&] {
+    std::lock_guard guard(m);
+    stopped = true;
+    cv.notify_all();
+  });
   std::unique_lock lock(m);
   if (deadline == Clock::time_point::max()) {
     // No practical limit: only the stop ends it (wait_until would overflow).
-    cv.wait(lock, token_, [] { return false; });
+    cv.wait(lock, [&] { return stopped; });
   } else {
-    cv.wait_until(lock, token_, deadline, [] { return false; });
+    cv.wait_until(lock, deadline, [&] { return stopped; });
   }
   return !token_.stop_requested();
 }

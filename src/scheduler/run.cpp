@@ -391,6 +391,11 @@ RunReport Scheduler::run(std::stop_token cancel) {
     s.bus->deliver();
     lock.lock();
     if (s.unfinished == 0 && s.in_flight == 0) break;
+    // What happened while the lock was let go for the delivery (the last job
+    // ended, a stop was asked for) was notified then: act on it now instead
+    // of waiting for a notification that already came (the forever jobs were
+    // never cancelled and the run waited for ever).
+    if ((s.unfinished == 0 && !forever_cancelled) || !s.stops.empty()) continue;
     // The next deadline: the run's, a running job's own, or the pool's look.
     auto next = deadline;
     std::erase_if(s.timed, [](Node* n) { return n->state != JobState::running || n->timed_out; });
