@@ -56,6 +56,10 @@ std::string utc_timestamp(std::chrono::system_clock::time_point time);
 /// followed.
 std::vector<std::string> list_files(const std::filesystem::path& dir);
 
+/// Writes all of `text` to `fd` (retrying short writes and EINTR); 0, or the
+/// errno of the write that failed.
+int write_all(int fd, const std::string& text);
+
 /// Writes `text` to `path` through a temporary file and rename(), so a reader
 /// (or a crash) never sees half a file.
 void write_atomically(const std::filesystem::path& path, const std::string& text);

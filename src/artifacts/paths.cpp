@@ -110,23 +110,28 @@ std::vector<std::string> list_files(const fs::path& dir) {
   return files;
 }
 
+int write_all(int fd, const std::string& text) {
+  std::size_t written = 0;
+  while (written < text.size()) {
+    ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;
+    written += static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+
 void write_atomically(const fs::path& path, const std::string& text) {
   static thread_local std::mt19937_64 random{std::random_device{}()};
   fs::path temporary = path;
   temporary += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(random());
   int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) throw Error("cannot write " + temporary.string() + ": " + std::strerror(errno));
-  std::size_t written = 0;
-  while (written < text.size()) {
-    ssize_t n = ::write(fd, text.data() + written, text.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int saved = errno;
-      ::close(fd);
-      ::unlink(temporary.c_str());
-      throw Error("cannot write " + temporary.string() + ": " + std::strerror(saved));
-    }
-    written += static_cast<std::size_t>(n);
+  if (int error = write_all(fd, text); error != 0) {
+    ::close(fd);
+    ::unlink(temporary.c_str());
+    throw Error("cannot write " + temporary.string() + ": " + std::strerror(error));
   }
   ::close(fd);
   if (::rename(temporary.c_str(), path.c_str()) != 0) {

@@ -103,16 +103,9 @@ class ServiceLogs final : public Plugin {
     }
     int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) throw Error("service_logs: cannot create " + file.string() + ": " + std::strerror(errno));
-    std::size_t written = 0;
-    while (written < text.size()) {
-      ssize_t n = ::write(fd, text.data() + written, text.size() - written);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        int saved = errno;
-        ::close(fd);
-        throw Error("service_logs: cannot write " + file.string() + ": " + std::strerror(saved));
-      }
-      written += static_cast<std::size_t>(n);
+    if (int error = write_all(fd, text); error != 0) {
+      ::close(fd);
+      throw Error("service_logs: cannot write " + file.string() + ": " + std::strerror(error));
     }
     ::close(fd);
   }
