@@ -93,14 +93,20 @@ class ServiceEvents : public ExecutorListener {
                      {"seq", static_cast<std::int64_t>(line.seq)}});
   }
 
-  void on_exited(const Executor& executor, const ExitStatus& status) override {
-    auto impl = impl_.lock();
-    if (!impl) return;
+  // The service's entry reads not running; returns the pid it had.
+  pid_t mark_ended(HookBus::Impl& impl) {
     pid_t pid = -1;
-    update(*impl, [&](ServiceEntry& e) {
+    update(impl, [&](ServiceEntry& e) {
       e.running = false;
       pid = e.pid;
     });
+    return pid;
+  }
+
+  void on_exited(const Executor& executor, const ExitStatus& status) override {
+    auto impl = impl_.lock();
+    if (!impl) return;
+    const pid_t pid = mark_ended(*impl);
     if (!impl->bus->listens(events::service_exited)) return;
     std::vector<std::string> last;
     try {
@@ -119,11 +125,7 @@ class ServiceEvents : public ExecutorListener {
   void on_stopped(const Executor& executor, const ExitStatus& status) override {
     auto impl = impl_.lock();
     if (!impl) return;
-    pid_t pid = -1;
-    update(*impl, [&](ServiceEntry& e) {
-      e.running = false;
-      pid = e.pid;
-    });
+    const pid_t pid = mark_ended(*impl);
     if (!impl->bus->listens(events::service_stopped)) return;
     impl->bus->fire(events::service_stopped, {{"service_name", executor.name()},
                                               {"pid", static_cast<std::int64_t>(pid)},
