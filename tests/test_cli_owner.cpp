@@ -100,7 +100,10 @@ TEST_P(OwnerDeath, LeavesNoServiceAndNoHeldPort) {
   // CMD records the stack's port and its own pid, then waits to be ended.
   roadie::Executor run = roadie_run(
       (kStacks / "owner.yaml").string(),
-      "echo $ROADIE_PORT_WEB > \"$OWNER_DIR/port\"; echo $$ > \"$OWNER_DIR/cmd.pid\"; exec sleep 600",
+      // cmd.pid appears by rename, whole: `echo > file` creates the file before
+      // it writes, and a reader polling for the file read it empty (seen in CI).
+      "echo $ROADIE_PORT_WEB > \"$OWNER_DIR/port\"; echo $$ > \"$OWNER_DIR/cmd.tmp\"; "
+      "mv \"$OWNER_DIR/cmd.tmp\" \"$OWNER_DIR/cmd.pid\"; exec sleep 600",
       dir.path());
   run.start();
   ASSERT_TRUE(roadie::testing::wait_for_file(dir.path() / "cmd.pid", 60s)) << run.output().excerpt();
