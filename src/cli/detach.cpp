@@ -49,10 +49,12 @@
 #include "roadie/ports.hpp"
 #include "roadie/runtime.hpp"
 #include "roadie/stack.hpp"
-#include "state.hpp"
+#include "roadie/state.hpp"
 #include "verbs.hpp"
 
 namespace roadie::cli {
+
+using namespace roadie::state;
 
 void print_bring_up_failure(Stack& stack, const RunReport& report,
                             const std::filesystem::path& logs);

@@ -1,4 +1,4 @@
-#include "state.hpp"
+#include "roadie/state.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -6,13 +6,15 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
-#include <system_error>
 
-namespace roadie::cli {
+#include "roadie/error.hpp"
+
+namespace roadie::state {
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
@@ -86,7 +88,7 @@ std::string random_token() {
   unsigned char bytes[16];
   std::ifstream random("/dev/urandom", std::ios::binary);
   if (!random.read(reinterpret_cast<char*>(bytes), sizeof bytes)) {
-    throw std::runtime_error("cannot read /dev/urandom");
+    throw Error("cannot read /dev/urandom");
   }
   std::string token;
   for (unsigned char b : bytes) {
@@ -128,7 +130,7 @@ std::optional<StateFile> StateFile::read(const fs::path& state_dir) {
   std::ifstream in(file);
   if (!in) {
     if (!fs::exists(file)) return std::nullopt;
-    throw std::runtime_error("cannot read " + file.string());
+    throw Error("cannot read " + file.string());
   }
   try {
     const json document = json::parse(in);
@@ -154,7 +156,7 @@ std::optional<StateFile> StateFile::read(const fs::path& state_dir) {
     }
     return state;
   } catch (const json::exception& e) {
-    throw std::runtime_error(file.string() + ": not a roadie state file (" + e.what() + ")");
+    throw Error(file.string() + ": not a roadie state file (" + e.what() + ")");
   }
 }
 
@@ -163,7 +165,7 @@ void StateFile::write(const fs::path& state_dir) const {
   const fs::path temporary = file.string() + ".tmp";
   const int fd =
       ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), temporary.string());
+  if (fd < 0) throw Error(temporary.string() + ": " + std::strerror(errno));
   ::fchmod(fd, 0600);  // whatever the umask, and a file left by an older run
   const std::string text = to_json();
   std::size_t written = 0;
@@ -173,14 +175,14 @@ void StateFile::write(const fs::path& state_dir) const {
     if (n < 0) {
       const int error = errno;
       ::close(fd);
-      throw std::system_error(error, std::generic_category(), temporary.string());
+      throw Error(temporary.string() + ": " + std::strerror(error));
     }
     written += static_cast<std::size_t>(n);
   }
   ::fsync(fd);
   ::close(fd);
   if (::rename(temporary.c_str(), file.c_str()) != 0) {
-    throw std::system_error(errno, std::generic_category(), file.string());
+    throw Error(file.string() + ": " + std::strerror(errno));
   }
 }
 
@@ -214,4 +216,4 @@ std::string StateFile::nothing_running_json(const fs::path& state_dir) {
   return document.dump(2) + "\n";
 }
 
-}  // namespace roadie::cli
+}  // namespace roadie::state

@@ -8,6 +8,12 @@
 // ports; the log paths; the stack file and its hash; the supervisor's
 // loopback status port and the random token its endpoint requires.
 // STATE/lock is held (flock) by the running supervisor for its whole life.
+//
+// Public so that whatever attaches to a running stack (the GoogleTest
+// session environment under ROADIE_STATE, a user's own harness) reads the
+// same file the supervisor writes.
+//
+// Thread-safety: the functions are reentrant; StateFile is a plain value.
 #pragma once
 
 #include <sys/types.h>
@@ -19,7 +25,7 @@
 #include <string>
 #include <vector>
 
-namespace roadie::cli {
+namespace roadie::state {
 
 /// /proc/PID/stat field 22 (clock ticks after boot); none when no such process.
 std::optional<std::uint64_t> process_start_time(pid_t pid);
@@ -57,10 +63,10 @@ struct StateFile {
   std::vector<ServiceState> services;
 
   static std::filesystem::path path_in(const std::filesystem::path& state_dir);
-  /// None when there is no state file; throws std::runtime_error when it is
+  /// None when there is no state file; throws roadie::Error when it is
   /// unreadable or malformed.
   static std::optional<StateFile> read(const std::filesystem::path& state_dir);
-  /// Atomically, mode 0600.
+  /// Atomically, mode 0600; throws roadie::Error naming the file on failure.
   void write(const std::filesystem::path& state_dir) const;
   /// JSON text (one object).
   std::string to_json() const;
@@ -70,4 +76,4 @@ struct StateFile {
   static std::string nothing_running_json(const std::filesystem::path& state_dir);
 };
 
-}  // namespace roadie::cli
+}  // namespace roadie::state
