@@ -478,6 +478,15 @@ StoppedScope Executor::stopped() {
   return StoppedScope(*this);
 }
 
+StartedScope Executor::started() {
+  if (running()) {
+    throw Error(describe() + ": started() needs a service that is not running; it would stop "
+                             "what it did not start");
+  }
+  start();
+  return StartedScope(*this);
+}
+
 bool Executor::running() const {
   if (!impl_) return false;
   auto p = impl_->current();
@@ -552,6 +561,20 @@ StoppedScope::~StoppedScope() {
 void StoppedScope::restart() {
   Executor* executor = std::exchange(executor_, nullptr);
   if (executor != nullptr) executor->start();
+}
+
+StartedScope::~StartedScope() {
+  if (executor_ == nullptr) return;
+  try {
+    executor_->stop();
+  } catch (const std::exception& e) {
+    detail::log().error("stopping after started(): {}", e.what());
+  }
+}
+
+void StartedScope::stop() {
+  Executor* executor = std::exchange(executor_, nullptr);
+  if (executor != nullptr) executor->stop();
 }
 
 OutputExecutor::OutputExecutor(Command command, std::string banner, ExecutorOptions options,

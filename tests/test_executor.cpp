@@ -760,6 +760,48 @@ TEST_F(ExecutorTest, StoppedScopeRestartReportsFailures) {
   EXPECT_THROW(scope.restart(), roadie::ProcessExitedWithError);
 }
 
+TEST_F(ExecutorTest, StartedScopeStartsWithReadinessAndStopsAtItsEnd) {
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
+  TcpExecutor e(Command{child("child_listen"), "tcp:" + std::to_string(port), "--delay-ms", "100"},
+                "127.0.0.1", port);
+  pid_t pid = -1;
+  {
+    auto scope = e.started();
+    EXPECT_TRUE(e.running());
+    EXPECT_GE(e.time_to_ready(), 100ms);  // it returned once ready
+    pid = e.pid();
+    EXPECT_TRUE(roadie::testing::exists(pid));
+  }
+  EXPECT_FALSE(e.running());
+  EXPECT_FALSE(roadie::testing::exists(pid));
+  // A second scope starts it again.
+  {
+    auto scope = e.started();
+    EXPECT_TRUE(e.running());
+    EXPECT_NE(e.pid(), pid);
+    scope.stop();  // early, and the end of the scope does nothing more
+    EXPECT_FALSE(e.running());
+  }
+  EXPECT_FALSE(e.running());
+}
+
+TEST_F(ExecutorTest, StartedScopeRefusesARunningServiceAndReportsStartFailures) {
+  OutputExecutor e(Command{child("child_banner"), "--text", "up"}, "up");
+  e.start();
+  try {
+    auto scope = e.started();
+    ADD_FAILURE() << "started() on a running service must throw";
+  } catch (const roadie::Error& error) {
+    EXPECT_THAT(error.what(), HasSubstr("started() needs a service that is not running"));
+  }
+  EXPECT_TRUE(e.running());  // untouched
+  e.stop();
+  OutputExecutor missing(Command{"/nonexistent/roadie-no-such-binary"}, "up");
+  EXPECT_THROW((void)missing.started(), roadie::SpawnError);
+  EXPECT_FALSE(missing.running());
+}
+
 TEST_F(ExecutorTest, LifecycleEventsInOrder) {
   auto recorder = std::make_shared<Recorder>();
   ExecutorOptions options;

@@ -90,6 +90,17 @@ TEST_F(RedisTest, StoppedScopeWithRedis) {
   EXPECT_EQ(cli(port, {"PING"}), "PONG");
 }
 
+TEST_F(RedisTest, StartedScopeWithRedis) {
+  const auto reserved = free_port();
+  const auto port = reserved.port().value();
+  TcpExecutor server(redis(port), "127.0.0.1", port);
+  {
+    auto scope = server.started();
+    EXPECT_EQ(cli(port, {"PING"}), "PONG");
+  }
+  EXPECT_THAT(cli(port, {"PING"}), ::testing::Not(HasSubstr("PONG")));  // refused again
+}
+
 TEST_F(RedisTest, DaemonizingRedisFailsClearlyAndLeavesNothingBehind) {
   roadie::testing::TempDir dir;
   const auto reserved = free_port();

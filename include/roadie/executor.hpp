@@ -105,6 +105,27 @@ class StoppedScope {
   Executor* executor_;
 };
 
+/// A service started for the length of a scope (see Executor::started()).
+/// Used on one thread (a value, like a lock guard).
+class StartedScope {
+ public:
+  StartedScope(StartedScope&& other) noexcept
+      : executor_(std::exchange(other.executor_, nullptr)) {}
+  StartedScope& operator=(StartedScope&&) = delete;
+  StartedScope(const StartedScope&) = delete;
+  /// Stops the service unless stop() did; a failure (an unexpected exit
+  /// status) is logged (a destructor cannot throw): call stop() to see it as
+  /// an exception.
+  ~StartedScope();
+  /// Stops the service now; throws like Executor::stop().
+  void stop();
+
+ private:
+  friend class Executor;
+  explicit StartedScope(Executor& executor) : executor_(&executor) {}
+  Executor* executor_;
+};
+
 /// One supervised service: a command plus a readiness check.
 ///
 ///     roadie::TcpExecutor redis({"redis-server", "--port", "7001"}, "127.0.0.1", 7001);
@@ -119,7 +140,7 @@ class StoppedScope {
 /// gives up on a test can always stop it. The reference output() returns is
 /// valid until the next start(); output_handle() keeps a run's output for as
 /// long as it is held. add_listener() may be called from any thread, from a
-/// listener too. Moving, assigning, destroying and stopped() must not race
+/// listener too. Moving, assigning, destroying, stopped() and started() must not race
 /// with other uses of the executor. Listeners may call running(), pid(),
 /// exit_status(), output() and add_listener() but must not call start(),
 /// stop() or kill() from on_line or on_exited (the event-loop thread).
@@ -156,6 +177,10 @@ class Executor {
   /// Stops the service now and starts it again (readiness re-checked) when the
   /// returned scope ends. Throws roadie::Error if the service is not running.
   [[nodiscard]] StoppedScope stopped();
+  /// Starts the service now (throws like start()) and stops it when the
+  /// returned scope ends. Throws roadie::Error if the service is running
+  /// already (the scope would stop what it did not start).
+  [[nodiscard]] StartedScope started();
 
   bool running() const;
   /// The pid while started, -1 before.
