@@ -9,6 +9,7 @@
 #include <string>
 
 #include "roadie/gtest.hpp"
+#include "services_impl.hpp"
 
 namespace roadie::gtest {
 namespace {
@@ -141,7 +142,9 @@ BusListener& install(HookBus& bus, ArtifactOptions options) {
       ::testing::Test::RecordProperty(key, value);
     };
   }
+  const fs::path root = options.root.empty() ? default_artifacts_root() : options.root;
   install_artifacts(bus, std::move(options));
+  detail::set_installed(&bus, root);
   auto* listener = new BusListener(bus);
   ::testing::UnitTest::GetInstance()->listeners().Append(listener);  // owns it
   g_installed.store(listener);

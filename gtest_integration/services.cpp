@@ -1,0 +1,592 @@
+// Services at three scopes: the watched services, ServiceSet, the registry of
+// the scopes that are up, and the guard listener (deaths and resets become
+// test results on the main thread).
+#include <signal.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "roadie/process.hpp"
+#include "roadie/state.hpp"
+#include "services_impl.hpp"
+
+namespace roadie::gtest {
+namespace detail {
+namespace {
+
+// --- The registry and the guard --------------------------------------------
+
+struct Registry {
+  std::mutex mutex;
+  std::vector<Set*> sets;  // innermost last
+  std::string current_test;
+  HookBus* bus = nullptr;
+  std::optional<std::filesystem::path> root;
+};
+
+Registry& registry() {
+  static Registry* instance = new Registry;  // outlives every static fixture state
+  return *instance;
+}
+
+std::vector<Set*> sets_now() {
+  std::lock_guard lock(registry().mutex);
+  return registry().sets;
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string text;
+  for (const auto& name : names) text += (text.empty() ? "'" : ", '") + name + "'";
+  return text.empty() ? "none" : text;
+}
+
+// Attached services have no executor to tell of their death: they are
+// checked at each test's start and end (a /proc read each).
+void check_attached(Watched& watched) {
+  if (watched.executor != nullptr) return;
+  if (state::ownership(watched.attached_pid, watched.attached_start_time) ==
+      state::Ownership::ours) {
+    return;
+  }
+  watched.record_death("is gone (pid " + std::to_string(watched.attached_pid) +
+                       ", run by another process: its exit status is not known here)");
+}
+
+/// Turns deaths and resets into results of the running test. Appended to
+/// GoogleTest's listeners once, when the first scope comes up.
+class Guard : public ::testing::EmptyTestEventListener {
+ public:
+  void OnTestStart(const ::testing::TestInfo& info) override {
+    {
+      std::lock_guard lock(registry().mutex);
+      registry().current_test = std::string(info.test_suite_name()) + "." + info.name();
+    }
+    for (Set* set : sets_now()) {
+      if (set->scope() == Scope::test) continue;  // comes up in the fixture, after this
+      for (const auto& watched : set->services()) {
+        check_attached(*watched);
+        if (auto death = watched->death_text()) {
+          {
+            std::lock_guard lock(watched->mutex);
+            watched->death_reported = true;
+          }
+          fail_now("service '" + watched->name + "' (" + to_string(watched->scope) + " scope, " +
+                   watched->label + ") " + *death + "; this test needs it, so it did not run");
+          return;
+        }
+      }
+    }
+    // Shared services are cleaned before each test.
+    for (Set* set : sets_now()) {
+      if (set->scope() == Scope::test) continue;
+      for (const auto& watched : set->services()) {
+        if (!watched->reset && watched->reset_argv.empty()) continue;
+        try {
+          run_reset(watched);
+        } catch (const std::exception& e) {
+          fail_now(e.what());
+          return;
+        }
+      }
+    }
+  }
+
+  void OnTestEnd(const ::testing::TestInfo&) override {
+    // Runs before GoogleTest prints the result (end events run in reverse
+    // order of the listeners), while the test is still the current one.
+    for (Set* set : sets_now()) {
+      for (const auto& watched : set->services()) {
+        check_attached(*watched);
+        std::optional<std::string> death;
+        {
+          std::lock_guard lock(watched->mutex);
+          if (watched->death && !watched->death_reported) {
+            watched->death_reported = true;
+            death = watched->death;
+          }
+        }
+        if (death) ADD_FAILURE() << watched->describe_death(*death);
+      }
+    }
+    std::lock_guard lock(registry().mutex);
+    registry().current_test.clear();
+  }
+
+ private:
+  // A fatal failure in OnTestStart: GoogleTest then never runs the test's
+  // SetUp nor its body, and reports the test failed with this message.
+  static void fail_now(const std::string& message) { GTEST_FAIL() << message; }
+};
+
+void ensure_guard() {
+  static std::once_flag once;
+  std::call_once(once, [] { ::testing::UnitTest::GetInstance()->listeners().Append(new Guard); });
+}
+
+// Tells the death of an owned service the moment it happens (event-loop
+// thread): recorded for the main thread, printed at once.
+class DeathWatch : public ExecutorListener {
+ public:
+  explicit DeathWatch(std::weak_ptr<Watched> watched) : watched_(std::move(watched)) {}
+  void on_exited(const Executor& executor, const ExitStatus& status) override {
+    auto watched = watched_.lock();
+    if (!watched) return;
+    const std::string test = current_test();
+    std::string text = status.describe() + (test.empty() ? " between tests" : " during " + test);
+    if (!watched->record_death(text)) return;
+    std::string lines;
+    try {
+      lines = executor.output().excerpt(10);
+    } catch (const std::exception&) {
+    }
+    std::fprintf(stderr, "[  ROADIE  ] service '%s' (%s scope) %s; last lines:\n%s\n",
+                 watched->name.c_str(), to_string(watched->scope), text.c_str(), lines.c_str());
+    std::fflush(stderr);
+  }
+
+ private:
+  std::weak_ptr<Watched> watched_;
+};
+
+std::string tail_of_file(const std::filesystem::path& file, std::size_t n) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return "";
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    lines.push_back(std::move(line));
+    if (lines.size() > n) lines.erase(lines.begin());
+  }
+  std::string text;
+  for (const auto& kept : lines) text += "  " + kept + "\n";
+  if (!text.empty()) text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+void register_set(Set* set) {
+  ensure_guard();
+  std::lock_guard lock(registry().mutex);
+  registry().sets.push_back(set);
+}
+
+void unregister_set(Set* set) {
+  std::lock_guard lock(registry().mutex);
+  auto& sets = registry().sets;
+  sets.erase(std::remove(sets.begin(), sets.end(), set), sets.end());
+}
+
+std::string current_test() {
+  std::lock_guard lock(registry().mutex);
+  return registry().current_test;
+}
+
+Service make_service(std::shared_ptr<Watched> watched) { return Service(std::move(watched)); }
+
+std::optional<std::filesystem::path> installed_artifacts_root() {
+  std::lock_guard lock(registry().mutex);
+  return registry().root;
+}
+
+HookBus* installed_bus() {
+  std::lock_guard lock(registry().mutex);
+  return registry().bus;
+}
+
+void set_installed(HookBus* bus, std::filesystem::path root) {
+  std::lock_guard lock(registry().mutex);
+  registry().bus = bus;
+  registry().root = std::move(root);
+}
+
+void run_reset(const std::shared_ptr<Watched>& shared) {
+  const Watched& watched = *shared;
+  if (watched.reset) {
+    try {
+      watched.reset(make_service(shared));
+    } catch (const std::exception& e) {
+      throw Error("the reset of service '" + watched.name + "' failed: " + e.what());
+    }
+    return;
+  }
+  Command command(watched.reset_argv);
+  ProcessOptions options;
+  options.name = "reset " + watched.name;
+  Process process = [&] {
+    try {
+      return Process::spawn(command, options);
+    } catch (const std::exception& e) {
+      throw Error("the reset of service '" + watched.name + "' could not start: " + e.what());
+    }
+  }();
+  const ExitStatus status = process.wait();
+  if (!status.success()) {
+    throw Error("the reset of service '" + watched.name + "' (`" + command.display() + "`) " +
+                status.describe() + ":\n" + process.output().excerpt(20));
+  }
+}
+
+// --- Watched ----------------------------------------------------------------
+
+bool Watched::record_death(std::string text) {
+  std::lock_guard lock(mutex);
+  if (death) return false;
+  death = std::move(text);
+  return true;
+}
+
+std::optional<std::string> Watched::death_text() const {
+  std::lock_guard lock(mutex);
+  return death;
+}
+
+bool Watched::alive() const {
+  if (death_text()) return false;
+  if (executor != nullptr) return executor->running();
+  return state::ownership(attached_pid, attached_start_time) == state::Ownership::ours;
+}
+
+std::string Watched::last_lines(std::size_t n) const {
+  if (executor != nullptr) {
+    try {
+      return executor->output().excerpt(n);
+    } catch (const std::exception&) {
+      return "";
+    }
+  }
+  return tail_of_file(log_file, n);
+}
+
+std::string Watched::describe_death(const std::string& text) const {
+  std::string message = "service '" + name + "' (" + to_string(scope) + " scope, " + label +
+                        ") " + text;
+  const std::string lines = last_lines(20);
+  message += lines.empty() ? std::string("; it printed nothing") : "; last lines:\n" + lines;
+  return message;
+}
+
+// --- Set --------------------------------------------------------------------
+
+Set::~Set() {
+  try {
+    down();
+  } catch (...) {
+  }
+}
+
+Port Set::reserve(std::string name) {
+  reservations_.push_back(PortReservation::reserve(std::move(name)));
+  return reservations_.back().port();
+}
+
+std::shared_ptr<Watched> Set::make_watched(std::string name, ServiceOptions options) {
+  if (up_) throw Error("a service cannot join a scope that is up ('" + name + "')");
+  if (name.empty()) throw Error("a service needs a name");
+  if (find(name)) throw Error("two services are called '" + name + "' in " + label_);
+  auto watched = std::make_shared<Watched>();
+  watched->name = std::move(name);
+  watched->scope = scope_;
+  watched->label = label_;
+  watched->ports = std::move(options.ports);
+  watched->reset = std::move(options.reset);
+  services_.push_back(watched);
+  return watched;
+}
+
+void Set::add_owned(std::unique_ptr<Executor> executor, ServiceOptions options) {
+  std::string name = options.name.empty() ? executor->name() : options.name;
+  auto watched = make_watched(std::move(name), std::move(options));
+  watched->executor = executor.get();
+  watched->log_file = executor->options().log_file;
+  owned_.push_back(std::move(executor));
+}
+
+void Set::add_external(Executor& executor, ServiceOptions options, std::filesystem::path log_file,
+                       std::vector<std::string> reset_argv) {
+  std::string name = options.name.empty() ? executor.name() : options.name;
+  auto watched = make_watched(std::move(name), std::move(options));
+  watched->executor = &executor;
+  watched->log_file = std::move(log_file);
+  watched->reset_argv = std::move(reset_argv);
+}
+
+void Set::add_attached(std::string name, std::map<std::string, Port> ports, pid_t pid,
+                       std::uint64_t start_time, std::filesystem::path log_file,
+                       std::vector<std::string> reset_argv, ResetFn reset) {
+  auto watched = make_watched(std::move(name), {.ports = std::move(ports), .reset = std::move(reset)});
+  watched->attached_pid = pid;
+  watched->attached_start_time = start_time;
+  watched->log_file = std::move(log_file);
+  watched->reset_argv = std::move(reset_argv);
+}
+
+void Set::watch(Watched& watched) {
+  if (watched.executor == nullptr) return;
+  std::weak_ptr<Watched> weak;
+  for (const auto& service : services_) {
+    if (service.get() == &watched) weak = service;
+  }
+  watched.watching = watched.executor->add_listener(std::make_shared<DeathWatch>(weak));
+}
+
+void Set::up() {
+  if (up_) return;
+  // Owned executors start at once, each on its own thread (a start blocks
+  // until ready); the first failure stops the others.
+  std::vector<Executor*> starting;
+  for (const auto& executor : owned_) {
+    if (!executor->running()) starting.push_back(executor.get());
+  }
+  std::vector<std::exception_ptr> errors(starting.size());
+  if (starting.size() == 1) {
+    try {
+      starting[0]->start();
+    } catch (...) {
+      errors[0] = std::current_exception();
+    }
+  } else if (!starting.empty()) {
+    std::vector<std::jthread> threads;
+    threads.reserve(starting.size());
+    for (std::size_t i = 0; i < starting.size(); ++i) {
+      threads.emplace_back([&, i] {
+        try {
+          starting[i]->start();
+        } catch (...) {
+          errors[i] = std::current_exception();
+        }
+      });
+    }
+  }
+  std::string failure;
+  for (std::size_t i = 0; i < starting.size(); ++i) {
+    if (!errors[i]) continue;
+    try {
+      std::rethrow_exception(errors[i]);
+    } catch (const std::exception& e) {
+      if (!failure.empty()) failure += "\n";
+      failure += "service '" + starting[i]->name() + "' (" + to_string(scope_) + " scope, " +
+                 label_ + ") did not start: " + e.what();
+    }
+  }
+  if (!failure.empty()) {
+    for (auto it = owned_.rbegin(); it != owned_.rend(); ++it) {
+      try {
+        (*it)->stop();
+      } catch (const std::exception&) {
+      }
+    }
+    throw Error(failure);
+  }
+  for (const auto& watched : services_) watch(*watched);
+  export_ports();
+  register_set(this);
+  up_ = true;
+}
+
+std::vector<std::string> Set::down() {
+  if (!up_) {
+    for (auto it = owned_.rbegin(); it != owned_.rend(); ++it) {
+      try {
+        (*it)->stop();
+      } catch (const std::exception&) {
+      }
+    }
+    return {};
+  }
+  up_ = false;
+  unregister_set(this);
+  std::vector<std::string> problems;
+  for (const auto& watched : services_) {
+    check_attached(*watched);
+    std::optional<std::string> death;
+    {
+      std::lock_guard lock(watched->mutex);
+      if (watched->death && !watched->death_reported) {
+        watched->death_reported = true;
+        death = watched->death;
+      }
+    }
+    if (death) problems.push_back(watched->describe_death(*death));
+  }
+  for (const auto& watched : services_) watched->watching.reset();
+  for (auto it = owned_.rbegin(); it != owned_.rend(); ++it) {
+    Executor& executor = **it;
+    bool dead = false;
+    for (const auto& watched : services_) {
+      if (watched->executor == &executor && watched->death_text()) dead = true;
+    }
+    try {
+      executor.stop();
+    } catch (const std::exception& e) {
+      if (!dead) problems.push_back(e.what());  // a death was reported already
+    }
+  }
+  unexport_ports();
+  return problems;
+}
+
+void Set::export_ports() {
+  for (const auto& [name, port] : ports()) {
+    const std::string variable = PortReservation::env_name(name);
+    ::setenv(variable.c_str(), std::to_string(port.value()).c_str(), 1);
+    exported_.push_back(variable);
+  }
+}
+
+void Set::unexport_ports() {
+  for (const std::string& variable : exported_) ::unsetenv(variable.c_str());
+  exported_.clear();
+}
+
+std::map<std::string, Port> Set::ports() const {
+  std::map<std::string, Port> all;
+  for (const auto& watched : services_) all.insert(watched->ports.begin(), watched->ports.end());
+  return all;
+}
+
+std::shared_ptr<Watched> Set::find(std::string_view name) const {
+  for (const auto& watched : services_) {
+    if (watched->name == name) return watched;
+  }
+  return nullptr;
+}
+
+Service Set::service(std::string_view name) const {
+  if (auto watched = find(name)) return make_service(watched);
+  throw Error("no service '" + std::string(name) + "' in " + label_ + " (" + to_string(scope_) +
+              " scope); it has " + join_names(names()));
+}
+
+std::vector<std::string> Set::names() const {
+  std::vector<std::string> names;
+  for (const auto& watched : services_) names.push_back(watched->name);
+  return names;
+}
+
+}  // namespace detail
+
+const char* to_string(Scope scope) {
+  switch (scope) {
+    case Scope::session: return "session";
+    case Scope::suite: return "suite";
+    case Scope::test: return "test";
+  }
+  return "?";
+}
+
+// --- Service ----------------------------------------------------------------
+
+const detail::Watched& Service::live() const {
+  if (auto death = watched_->death_text()) {
+    throw Error(watched_->describe_death(*death));
+  }
+  return *watched_;
+}
+
+const std::string& Service::name() const { return watched_->name; }
+Scope Service::scope() const { return watched_->scope; }
+bool Service::attached() const { return watched_->executor == nullptr; }
+const std::map<std::string, Port>& Service::ports() const { return live().ports; }
+
+Port Service::port() const {
+  const auto& ports = live().ports;
+  if (ports.size() == 1) return ports.begin()->second;
+  std::vector<std::string> names;
+  for (const auto& [name, port] : ports) names.push_back(name);
+  throw Error("service '" + name() + "' has " +
+              (ports.empty() ? std::string("no port") : "several ports (" + detail::join_names(names) + ")") +
+              "; name the one you want: port(NAME)");
+}
+
+Port Service::port(std::string_view port_name) const {
+  const auto& ports = live().ports;
+  if (auto it = ports.find(std::string(port_name)); it != ports.end()) return it->second;
+  std::vector<std::string> names;
+  for (const auto& [name, port] : ports) names.push_back(name);
+  throw Error("service '" + name() + "' has no port '" + std::string(port_name) + "'; it has " +
+              detail::join_names(names));
+}
+
+pid_t Service::pid() const {
+  const auto& watched = live();
+  return watched.executor != nullptr ? watched.executor->pid() : watched.attached_pid;
+}
+
+Executor& Service::executor() const {
+  const auto& watched = live();
+  if (watched.executor == nullptr) {
+    throw Error("service '" + name() + "' is attached (run by another process, ROADIE_STATE): it has no executor here");
+  }
+  return *watched.executor;
+}
+
+Output& Service::output() const {
+  if (attached()) {
+    throw Error("service '" + name() + "' is attached (run by another process, ROADIE_STATE): read its log file, " +
+                watched_->log_file.string());
+  }
+  return watched_->executor->output();
+}
+
+const std::filesystem::path& Service::log_file() const { return watched_->log_file; }
+std::string Service::last_lines(std::size_t n) const { return watched_->last_lines(n); }
+bool Service::alive() const { return watched_->alive(); }
+std::optional<std::string> Service::death() const { return watched_->death_text(); }
+StoppedScope Service::stopped() const { return executor().stopped(); }
+StartedScope Service::started() const {
+  if (attached()) executor();  // throws the attached message
+  return watched_->executor->started();
+}
+void Service::reset() const {
+  (void)live();
+  detail::run_reset(watched_);
+}
+
+// --- ServiceSet -------------------------------------------------------------
+
+ServiceSet::ServiceSet(Scope scope, std::string label)
+    : set_(std::make_unique<detail::Set>(scope, label.empty() ? to_string(scope) : std::move(label))) {}
+ServiceSet::ServiceSet(ServiceSet&&) noexcept = default;
+ServiceSet& ServiceSet::operator=(ServiceSet&& other) noexcept {
+  if (this != &other) {
+    if (set_) set_->down();
+    set_ = std::move(other.set_);
+  }
+  return *this;
+}
+ServiceSet::~ServiceSet() = default;
+
+Port ServiceSet::reserve(std::string name) { return set_->reserve(std::move(name)); }
+void ServiceSet::add_executor(std::unique_ptr<Executor> executor, ServiceOptions options) {
+  set_->add_owned(std::move(executor), std::move(options));
+}
+void ServiceSet::up() { set_->up(); }
+std::vector<std::string> ServiceSet::down() { return set_ ? set_->down() : std::vector<std::string>{}; }
+bool ServiceSet::is_up() const { return set_ && set_->is_up(); }
+Service ServiceSet::service(std::string_view name) const { return set_->service(name); }
+std::vector<std::string> ServiceSet::names() const { return set_->names(); }
+
+Service service(std::string_view name) {
+  std::vector<std::string> known;
+  const auto sets = detail::sets_now();
+  for (auto it = sets.rbegin(); it != sets.rend(); ++it) {
+    if (auto watched = (*it)->find(name)) {
+      Service found = detail::make_service(watched);
+      (void)found.ports();  // throws with the death when it died
+      return found;
+    }
+    for (const std::string& other : (*it)->names()) known.push_back(other);
+  }
+  throw Error("no service '" + std::string(name) + "' is up for this test; in reach: " +
+              detail::join_names(known));
+}
+
+}  // namespace roadie::gtest
