@@ -48,7 +48,6 @@ const BadFile kBadFiles[] = {
   {"version_2.yaml", 1, 10, "version", {"unsupported version '2': expected 1"}},
   {"version_typo.yaml", 1, 1, "verison", {"unknown key 'verison'; did you mean 'version'?"}},
   {"top_key_typo.yaml", 2, 1, "servics", {"unknown key 'servics'; did you mean 'services'?"}},
-  {"no_services.yaml", 1, 1, "services", {"no service and no job", "services:"}},
   {"services_list.yaml", 3, 3, "services", {"expected a map of services", "found a list"}},
   {"service_not_map.yaml", 3, 8, "services.api",
    {"expected a map describing the service", "found 'server --port 80'"}},

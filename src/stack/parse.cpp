@@ -169,7 +169,6 @@ class Loader {
     look_for_names(root.node);
 
     bool has_version = false;
-    bool has_work = false;
     for (auto& entry : entries(root, kTopKeys, "the stack file")) {
       const Field& value = entry.value;
       if (entry.name == "version") {
@@ -182,11 +181,9 @@ class Loader {
       } else if (entry.name == "services") {
         expect_map(value, "a map of services (NAME: {command: [...], ...})");
         for (auto& service : entries(value, {}, "")) read_service(service);
-        has_work = has_work || value.node.size() > 0;
       } else if (entry.name == "jobs") {
         expect_map(value, "a map of jobs (NAME: {command: [...], ...})");
         for (auto& job : entries(value, {}, "")) read_job(job);
-        has_work = has_work || value.node.size() > 0;
       } else if (entry.name == "plugins") {
         read_plugins(value);
       } else if (entry.name == "isolate") {
@@ -198,11 +195,9 @@ class Loader {
       }
     }
     if (!has_version) fail(root.mark, "version", "missing key 'version': expected 'version: 1'");
-    if (!has_work) {
-      fail(root.mark, "services",
-           "the stack declares no service and no job: expected 'services:' (or 'jobs:') with at "
-           "least one entry");
-    }
+    // No service and no job is a valid, empty stack: `roadie run -f empty.yaml
+    // -- CMD` runs CMD alone (the same file in every checkout, whether or not
+    // this one needs services).
     apply_defaults();
     check_cycles();
     spec_.templated = true;
