@@ -7,6 +7,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pty.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,6 +18,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -60,9 +64,12 @@ std::vector<std::string> lines_of(const std::string& text) {
 // One `roadie` process, spawned through roadie::Executor: its output is
 // captured, and its stop() also finds what roadie itself forked (its
 // runtime's watchdog carries our marker), so nothing outlives the test.
+using Env = std::vector<std::pair<std::string, std::string>>;
+
 class Roadie {
  public:
-  explicit Roadie(std::vector<std::string> args) : executor_(make(std::move(args))) {
+  explicit Roadie(std::vector<std::string> args, const Env& env = {})
+      : executor_(make(std::move(args), env)) {
     try {
       executor_.start();  // ready once spawned
     } catch (const roadie::ProcessExitedWithError& e) {
@@ -91,7 +98,7 @@ class Roadie {
   }
 
  private:
-  static roadie::Executor make(std::vector<std::string> args) {
+  static roadie::Executor make(std::vector<std::string> args, const Env& env) {
     args.insert(args.begin(), ROADIE_CLI);
     roadie::Command command(std::move(args));
     command.set_env("CHILD_LISTEN", child("child_listen"))
@@ -99,6 +106,7 @@ class Roadie {
         .set_env("CHILD_EXIT", child("child_exit"))
         .set_env("CHILD_IDLE", child("child_idle"))
         .unset_env("NO_COLOR");
+    for (const auto& [name, value] : env) command.set_env(name, value);
     roadie::ExecutorOptions options;
     options.name = "roadie";
     options.stop_timeout = 20s;
@@ -108,8 +116,8 @@ class Roadie {
   std::optional<roadie::ExitStatus> early_exit_;
 };
 
-Result roadie_cli(std::vector<std::string> args) {
-  return Roadie(std::move(args)).finish();
+Result roadie_cli(std::vector<std::string> args, const Env& env = {}) {
+  return Roadie(std::move(args), env).finish();
 }
 
 std::string stack(const char* name) {
@@ -405,6 +413,225 @@ TEST_F(CliTest, UpExitsThreeWhenTheBringUpFails) {
   EXPECT_THAT(result.err, HasSubstr("[stderr] disk 42 on fire"));
 }
 
+// --- the live display on a terminal -------------------------------------------
+
+struct TerminalRun {
+  int code = -1000;
+  std::string screen;  // every byte roadie wrote to the terminal
+};
+
+// `roadie ARGS` on a pseudo-terminal (forkpty: stdin, stdout and stderr are
+// its slave, 120 columns), NO_COLOR set or not; bounded to 60 s.
+TerminalRun roadie_on_terminal(std::vector<std::string> args, bool no_color) {
+  args.insert(args.begin(), ROADIE_CLI);
+  std::vector<std::string> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string text = *entry;
+    if (text.rfind("NO_COLOR=", 0) != 0 && text.rfind("TERM=", 0) != 0) environment.push_back(text);
+  }
+  environment.push_back("TERM=xterm");
+  if (no_color) environment.push_back("NO_COLOR=1");
+  for (const char* name : {"child_listen", "child_banner", "child_exit"}) {
+    std::string upper = name;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    environment.push_back(upper + "=" + child(name));
+  }
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& entry : environment) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  winsize size{};
+  size.ws_row = 40;
+  size.ws_col = 120;
+  int master = -1;
+  const pid_t pid = ::forkpty(&master, nullptr, nullptr, &size);
+  if (pid == 0) {
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  TerminalRun run;
+  if (pid < 0) {
+    ADD_FAILURE() << "forkpty: " << std::strerror(errno);
+    return run;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  bool exited = false;
+  int status = 0;
+  for (;;) {
+    pollfd fd{master, POLLIN, 0};
+    if (::poll(&fd, 1, 50) > 0) {
+      char buffer[4096];
+      const ssize_t n = ::read(master, buffer, sizeof buffer);
+      if (n > 0) {
+        run.screen.append(buffer, static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (exited) break;  // EIO: every slave descriptor is closed
+    } else if (exited) {
+      break;  // exited and nothing more to read
+    }
+    if (!exited && ::waitpid(pid, &status, WNOHANG) == pid) exited = true;
+    if (!exited && std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "roadie on a terminal did not exit within 60 s";
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      exited = true;
+    }
+  }
+  ::close(master);
+  run.code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  return run;
+}
+
+// The screen's text: escape sequences and carriage returns removed.
+std::string plain_text(const std::string& screen) {
+  return std::regex_replace(screen, std::regex("\x1b\\[[0-9;]*[A-Za-z]|\r"), "");
+}
+
+const std::regex kColour("\x1b\\[[0-9;]*m");
+
+TEST_F(CliTest, OnATerminalEachServiceHasALiveLineRedrawnInPlace) {
+  roadie::testing::TempDir dir;
+  for (const bool no_color : {true, false}) {
+    SCOPED_TRACE(no_color ? "NO_COLOR=1" : "colour");
+    const TerminalRun run = roadie_on_terminal(
+        {"run", "-f", stack("good.yaml"), "--state", dir.path().string(), "--", "true"}, no_color);
+    EXPECT_EQ(run.code, 0) << run.screen;
+    // Redrawn in place: back to the start of the line, erase it, and up
+    // over the lines drawn before.
+    EXPECT_THAT(run.screen, HasSubstr("\r\x1b[2K  db "));
+    EXPECT_THAT(run.screen, ::testing::ContainsRegex("\x1b\\[4A"));
+    const std::string text = plain_text(run.screen);
+    EXPECT_THAT(text, ::testing::ContainsRegex("  api +waiting for db, seed\n"));
+    EXPECT_THAT(text, ::testing::ContainsRegex("  db +starting \\([0-9]+\\.[0-9]{2} s\\)\n"));
+    for (const char* name : {"db", "cache", "api"}) {
+      EXPECT_THAT(text, ::testing::ContainsRegex(std::string("  ") + name +
+                                                 " +ready in [0-9]+\\.[0-9]{2} s \\(pid [0-9]+\\)\n"));
+    }
+    EXPECT_THAT(text, ::testing::ContainsRegex("  seed +done in [0-9]+\\.[0-9]{2} s\n"));
+    // No timestamped lines on a terminal: those are for logs.
+    EXPECT_THAT(text, Not(::testing::ContainsRegex("[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3} db")));
+    if (no_color) {
+      EXPECT_FALSE(std::regex_search(run.screen, kColour)) << "a colour code despite NO_COLOR";
+    } else {
+      EXPECT_THAT(run.screen, HasSubstr("\x1b[32mready in "));  // green
+    }
+  }
+}
+
+TEST_F(CliTest, OnATerminalAFailedServiceShowsFailedOnItsLine) {
+  roadie::testing::TempDir dir;
+  const TerminalRun run = roadie_on_terminal(
+      {"run", "-f", stack("failing.yaml"), "--state", dir.path().string(), "--", "true"}, true);
+  EXPECT_EQ(run.code, 3) << run.screen;
+  const std::string text = plain_text(run.screen);
+  EXPECT_THAT(text, ::testing::ContainsRegex("  broken +failed: [^\n]*exited with code 3"));
+  EXPECT_THAT(text, ::testing::ContainsRegex("  api +skipped"));
+  EXPECT_FALSE(std::regex_search(run.screen, kColour));
+}
+
+// --- an empty stack ----------------------------------------------------------
+
+TEST_F(CliTest, AnEmptyStackIsValidAndRunRunsTheCommandAlone) {
+  for (const char* file : {"empty.yaml", "empty_services.yaml"}) {
+    SCOPED_TRACE(file);
+    const Result checked = roadie_cli({"check", "-f", stack(file)});
+    EXPECT_EQ(checked.code, 0) << checked.err;
+    EXPECT_EQ(checked.out, stack(file) + ": 0 services, 0 jobs, 0 ports\n");
+    roadie::testing::TempDir dir;
+    const Result ran = roadie_cli({"run", "-f", stack(file), "--state", dir.path().string(), "--",
+                                   "/bin/sh", "-c", "echo state=$ROADIE_STATE; exit 5"});
+    EXPECT_EQ(ran.code, 5) << ran.err;
+    EXPECT_EQ(ran.out, "state=" + dir.path().string() + "\n");
+    const Result trivial =
+        roadie_cli({"run", "-f", stack(file), "--state", dir.path().string(), "--", "true"});
+    EXPECT_EQ(trivial.code, 0) << trivial.err;
+  }
+}
+
+// --- run --isolate -----------------------------------------------------------
+
+// Whether this machine lets a process make a network namespace (root, or
+// unprivileged user namespaces): asked of a forked child, which exits.
+bool network_namespaces_work() {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int flags = ::geteuid() == 0 ? CLONE_NEWNET : CLONE_NEWUSER | CLONE_NEWNET;
+    ::_exit(::unshare(flags) == 0 ? 0 : 1);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+bool port_answers(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool connected = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  ::close(fd);
+  return connected;
+}
+
+TEST_F(CliTest, IsolatedRunsOfAStackWithAFixedPortRunSideBySide) {
+  if (!network_namespaces_work()) {
+    GTEST_SKIP() << "this machine creates no network namespace (not root, and unprivileged "
+                    "user namespaces are disabled)";
+  }
+  roadie::testing::TempDir dir;
+  // The "fixed" port: reserved here, so no other test takes it meanwhile.
+  const roadie::PortReservation fixed = roadie::testing::free_port();
+  const Env env = {{"FIXED_PORT", std::to_string(fixed.port().value())}};
+  const fs::path go = dir.path() / "go";
+  // Each CMD says it is up, then waits (bounded) for the test's go.
+  const auto cmd = [&](const std::string& name) {
+    return std::vector<std::string>{
+        "/bin/sh", "-c",
+        "touch " + (dir.path() / name).string() + "; i=0; while [ ! -e " + go.string() +
+            " ] && [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done"};
+  };
+  const auto args = [&](std::vector<std::string> head, const std::string& name) {
+    head.push_back("--state");
+    head.push_back((dir.path() / (name + ".state")).string());
+    head.push_back("--");
+    for (auto& word : cmd(name)) head.push_back(word);
+    return head;
+  };
+  {
+    // --isolate on the command line, and `isolate: network` in the file.
+    Roadie a(args({"run", "--isolate", "-f", stack("fixed_port.yaml")}, "a"), env);
+    Roadie b(args({"run", "-f", stack("fixed_port_isolated.yaml")}, "b"), env);
+    ASSERT_TRUE(roadie::testing::wait_for_file(dir.path() / "a", 60s)) << a.output().excerpt();
+    ASSERT_TRUE(roadie::testing::wait_for_file(dir.path() / "b", 60s)) << b.output().excerpt();
+    // Both serve the port, each in its own namespace; the host's is free.
+    EXPECT_FALSE(port_answers(fixed.port().value()));
+    std::ofstream(go).put('\n');
+    const Result ra = a.finish();
+    const Result rb = b.finish();
+    EXPECT_EQ(ra.code, 0) << ra.err;
+    EXPECT_EQ(rb.code, 0) << rb.err;
+    EXPECT_EQ(ready_pids(ra.err).size(), 1U) << ra.err;
+    EXPECT_EQ(ready_pids(rb.err).size(), 1U) << rb.err;
+  }
+  // Without isolation the second meets the first's port.
+  fs::remove(go);
+  Roadie c(args({"run", "-f", stack("fixed_port.yaml")}, "c"), env);
+  ASSERT_TRUE(roadie::testing::wait_for_file(dir.path() / "c", 60s)) << c.output().excerpt();
+  EXPECT_TRUE(port_answers(fixed.port().value()));
+  const Result d = roadie_cli(args({"run", "-f", stack("fixed_port.yaml")}, "d"), env);
+  EXPECT_EQ(d.code, 3) << d.err;
+  EXPECT_THAT(d.err, HasSubstr("is already served by another process")) << d.err;
+  EXPECT_FALSE(fs::exists(dir.path() / "d"));
+  std::ofstream(go).put('\n');
+  EXPECT_EQ(c.finish().code, 0);
+}
+
 // --- up --detach, status, logs, down ---------------------------------------
 
 // /proc/PID/stat: the state letter and field 22 (the start time); none when
@@ -578,6 +805,61 @@ Result roadie_plain(std::vector<std::string> args, const fs::path& dir,
   return result;
 }
 
+// --- one owner per state directory -------------------------------------------
+
+TEST_F(CliTest, ASecondRunOrUpIntoTheStateDirectoryOfARunningOneIsRefusedNamingIt) {
+  roadie::testing::TempDir dir;
+  const fs::path state = dir.path() / "state";
+  const fs::path up = dir.path() / "up";
+  const fs::path go = dir.path() / "go";
+  // The first holds its stack up until the test says go (bounded: 60 s).
+  Roadie first({"run", "-f", stack("good.yaml"), "--state", state.string(), "--", "/bin/sh", "-c",
+                "touch " + up.string() + "; i=0; while [ ! -e " + go.string() +
+                    " ] && [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done"});
+  ASSERT_TRUE(roadie::testing::wait_for_file(up, 60s)) << first.output().excerpt();
+  const std::string named = "a stack is already running in " + state.string() + ": " +
+                            stack("good.yaml") + " (roadie run, pid " +
+                            std::to_string(first.pid()) + ")";
+  for (const std::vector<std::string>& second :
+       {std::vector<std::string>{"run", "-f", stack("empty.yaml"), "--state", state.string(), "--",
+                                 "/bin/sh", "-c", "echo ran"},
+        std::vector<std::string>{"up", "-f", stack("empty.yaml"), "--state", state.string()}}) {
+    SCOPED_TRACE(second.front());
+    const Result refused = roadie_cli(second);
+    EXPECT_EQ(refused.code, 3) << refused.err;
+    EXPECT_EQ(refused.out, "");  // CMD never ran, no stack came up
+    EXPECT_THAT(refused.err, HasSubstr("roadie " + second.front() + ": " + named)) << refused.err;
+  }
+  const Result detached = roadie_plain(
+      {"up", "--detach", "-f", stack("empty.yaml"), "--state", state.string()}, dir.path());
+  EXPECT_EQ(detached.code, 3) << detached.err;
+  EXPECT_THAT(detached.err, HasSubstr(named));
+  EXPECT_FALSE(fs::exists(state / "state.json"));
+  // The first is untouched, and the state directory is free again after it.
+  EXPECT_TRUE(first.running());
+  std::ofstream(go).put('\n');
+  const Result done = first.finish();
+  EXPECT_EQ(done.code, 0) << done.err;
+  const Result after =
+      roadie_cli({"run", "-f", stack("empty.yaml"), "--state", state.string(), "--", "true"});
+  EXPECT_EQ(after.code, 0) << after.err;
+}
+
+TEST_F(CliTest, AForegroundUpHoldsItsStateDirectory) {
+  roadie::testing::TempDir dir;
+  const fs::path state = dir.path() / "state";
+  Roadie up({"up", "-f", stack("empty.yaml"), "--state", state.string()});
+  ASSERT_TRUE(up.output().wait_for("^ROADIE_STATE=", 30s)) << up.output().excerpt();
+  const Result refused =
+      roadie_cli({"run", "-f", stack("empty.yaml"), "--state", state.string(), "--", "true"});
+  EXPECT_EQ(refused.code, 3);
+  EXPECT_THAT(refused.err, HasSubstr("already running in " + state.string() + ": " +
+                                     stack("empty.yaml") + " (roadie up, pid " +
+                                     std::to_string(up.pid()) + ")"));
+  ASSERT_EQ(::kill(up.pid(), SIGTERM), 0);
+  EXPECT_EQ(up.finish().code, 0);
+}
+
 class CliDetachTest : public CliTest {
  protected:
   void TearDown() override {
@@ -741,9 +1023,32 @@ TEST_F(CliDetachTest, LogsFollowPrintsUntilTheServiceStops) {
   EXPECT_THAT(followed.out, HasSubstr("api up"));
 }
 
-TEST_F(CliDetachTest, ServicesDieWithAKilledSupervisorAndDownCleansUpAfterIt) {
+// Processes whose environment carries a marker of the runtime of process
+// `owner` (markers are "<pid>.<random>"): what that process's runtime started.
+std::vector<pid_t> marked_by(pid_t owner) {
+  const std::string needle = "ROADIE_SUPERVISOR=" + std::to_string(owner) + ".";
+  std::vector<pid_t> found;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "environ", std::ios::binary);
+    std::string environ((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (environ.find(needle) != std::string::npos) found.push_back(std::stoi(name));
+  }
+  return found;
+}
+
+// Each way of dying of the detached supervisor (a graceful SIGINT, SIGTERM or
+// SIGHUP: it tears down; SIGKILL, SIGSEGV, SIGABRT: its runtime's watchdog
+// does) leaves no service, not the daemonized one either, no process with
+// its runtime's marker and no held port; `down` then cleans up what is left
+// of the state, and the state directory takes a new stack.
+class SupervisorDeath : public CliDetachTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(SupervisorDeath, LeavesNoServiceNoMarkedProcessAndNoHeldPort) {
+  const int signal = GetParam();
   // One of them daemonizes: no parent-death signal reaches it, only the
-  // supervisor's watchdog.
+  // supervisor's teardown or its watchdog.
   const fs::path pidfile = dir_.path() / "daemon.pid";
   const std::vector<std::string> env = {"DAEMON_PIDFILE=" + pidfile.string()};
   const auto up_daemon = [&] {
@@ -754,6 +1059,11 @@ TEST_F(CliDetachTest, ServicesDieWithAKilledSupervisorAndDownCleansUpAfterIt) {
   ASSERT_EQ(started.code, 0) << started.err;
   const Recorded r = recorded(state_);
   ASSERT_EQ(r.services.size(), 2U);
+  std::smatch match;
+  const std::string state_text = read_file(state_ / "state.json");
+  ASSERT_TRUE(std::regex_search(state_text, match, std::regex(R"("ports": \{\s*"db": (\d+))")))
+      << state_text;
+  const roadie::Port port(std::stoi(match[1]));
   const pid_t daemon = roadie::testing::read_pid(pidfile);
   ASSERT_GT(daemon, 0);
   ASSERT_FALSE(gone(daemon));
@@ -773,15 +1083,39 @@ TEST_F(CliDetachTest, ServicesDieWithAKilledSupervisorAndDownCleansUpAfterIt) {
   }
   ASSERT_EQ(parent_of(daemon), r.supervisor);
   std::this_thread::sleep_for(300ms);
-  ASSERT_EQ(::kill(r.supervisor, SIGKILL), 0);
+  ASSERT_FALSE(marked_by(r.supervisor).empty());
+  ASSERT_EQ(::kill(r.supervisor, signal), 0);
   for (const auto& [name, pid] : r.services) {
     EXPECT_TRUE(gone_within(pid, 30s)) << name << " (pid " << pid << ") outlived its supervisor";
   }
   EXPECT_TRUE(gone_within(daemon, 30s))
       << "the daemon (pid " << daemon << ") outlived its supervisor";
+  EXPECT_TRUE(gone_within(r.supervisor, 30s));
+  const auto unmarked_by = std::chrono::steady_clock::now() + 20s;
+  while (!marked_by(r.supervisor).empty() && std::chrono::steady_clock::now() < unmarked_by) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(marked_by(r.supervisor).empty())
+      << "a process with the supervisor's marker outlived it";
+  // Its reservation died with it: the port can be reserved again.
+  bool free = false;
+  for (auto until = std::chrono::steady_clock::now() + 20s;
+       !free && std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(10ms)) {
+    try {
+      roadie::PortReservation::reserve_exact(port, "again");
+      free = true;
+    } catch (const roadie::Error&) {
+    }
+  }
+  EXPECT_TRUE(free) << "port " << port.value() << " still held after the supervisor died by "
+                    << roadie::signal_name(signal);
   const Result status = roadie_cli({"status", "--state", state_.string()});
   EXPECT_EQ(status.code, 0);
-  EXPECT_THAT(status.out, HasSubstr("supervisor pid " + std::to_string(r.supervisor) + " gone"));
+  if (fs::exists(state_ / "state.json")) {
+    EXPECT_THAT(status.out, HasSubstr("supervisor pid " + std::to_string(r.supervisor) + " gone"));
+  } else {
+    EXPECT_THAT(status.out, HasSubstr("nothing is running"));  // it tore down itself
+  }
   const Result downed = roadie_cli({"down", "--state", state_.string()});
   EXPECT_EQ(downed.code, 0) << downed.err;
   EXPECT_FALSE(fs::exists(state_ / "state.json"));
@@ -791,6 +1125,40 @@ TEST_F(CliDetachTest, ServicesDieWithAKilledSupervisorAndDownCleansUpAfterIt) {
   EXPECT_EQ(again.code, 0) << again.err;
   EXPECT_EQ(roadie_cli({"down", "--state", state_.string()}).code, 0);
   EXPECT_TRUE(gone_within(roadie::testing::read_pid(pidfile), 10s));
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryWay, SupervisorDeath,
+                         ::testing::Values(SIGINT, SIGTERM, SIGHUP, SIGKILL, SIGSEGV, SIGABRT),
+                         [](const auto& test) { return roadie::signal_name(test.param).substr(3); });
+
+TEST_F(CliDetachTest, StatusAndDownWarnWhenTheStackFileChangedAndStillActOnTheRecordedPids) {
+  const fs::path file = dir_.path() / "roadie.yaml";
+  fs::copy_file(kStacks / "good.yaml", file);
+  const Result started = roadie_plain(
+      {"up", "--detach", "-f", file.string(), "--state", state_.string()}, dir_.path());
+  ASSERT_EQ(started.code, 0) << started.err;
+  const Recorded r = recorded(state_);
+  ASSERT_EQ(r.services.size(), 3U);
+  const Result unchanged = roadie_cli({"status", "--state", state_.string()});
+  EXPECT_EQ(unchanged.code, 0);
+  EXPECT_THAT(unchanged.err, Not(HasSubstr("warning")));
+  std::ofstream(file, std::ios::app) << "# edited while the stack runs\n";
+  const std::string warning = "warning: " + file.string() + " changed since the stack was brought up";
+  const Result status = roadie_cli({"status", "--state", state_.string()});
+  EXPECT_EQ(status.code, 0);
+  EXPECT_THAT(status.err, HasSubstr("roadie status: " + warning));
+  EXPECT_THAT(status.out, ::testing::ContainsRegex("db +running"));
+  const Result json = roadie_cli({"status", "--state", state_.string(), "--json"});
+  EXPECT_EQ(json.code, 0);
+  EXPECT_THAT(json.err, HasSubstr(warning));
+  EXPECT_THAT(json.out, ::testing::StartsWith("{"));  // stdout stays JSON
+  const Result downed = roadie_cli({"down", "--state", state_.string()});
+  EXPECT_EQ(downed.code, 0) << downed.err;
+  EXPECT_THAT(downed.err, HasSubstr("roadie down: " + warning));
+  for (const auto& [name, pid] : r.services) {
+    EXPECT_TRUE(gone_within(pid, 10s)) << name << " (pid " << pid << ") survived down";
+  }
+  EXPECT_TRUE(gone_within(r.supervisor, 10s));
 }
 
 TEST_F(CliDetachTest, TheStatusEndpointAnswersOnlyWithTheToken) {

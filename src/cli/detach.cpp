@@ -50,6 +50,7 @@
 #include "roadie/runtime.hpp"
 #include "roadie/stack.hpp"
 #include "roadie/state.hpp"
+#include "state_lock.hpp"
 #include "verbs.hpp"
 
 namespace roadie::cli {
@@ -80,18 +81,6 @@ fs::path state_dir_of(const std::optional<fs::path>& state, const fs::path& file
 // ./.roadie (beside ./roadie.yaml).
 fs::path state_dir_of(const std::optional<fs::path>& state) {
   return state_dir_of(state, "roadie.yaml");
-}
-
-std::string describe_running(const fs::path& state_dir) {
-  std::string text = "a stack is already running in " + state_dir.string();
-  try {
-    if (auto state = StateFile::read(state_dir)) {
-      text += ": " + state->stack_file + " (supervisor pid " +
-              std::to_string(state->supervisor_pid) + ")";
-    }
-  } catch (const std::exception&) {
-  }
-  return text;
 }
 
 void copy_new_bytes(int from, std::FILE* to) {
@@ -224,23 +213,13 @@ bool wait_gone(pid_t pid, std::uint64_t start_time, std::chrono::milliseconds ti
 
 int up_detached(const StackRunOptions& options) {
   const fs::path state_dir = state_dir_of(options.state, options.file);
+  std::optional<StateLock> held = StateLock::take(state_dir, "up", options.file);
+  if (!held) return kExitBringUpFailed;
   std::error_code error;
   fs::create_directories(state_dir / "logs", error);
   if (error) {
-    std::cerr << "roadie up: cannot create " << state_dir.string() << ": " << error.message()
-              << '\n';
-    return kExitBringUpFailed;
-  }
-  const fs::path lock_path = state_dir / "lock";
-  const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (lock < 0) {
-    std::cerr << "roadie up: cannot open " << lock_path.string() << ": " << std::strerror(errno)
-              << '\n';
-    return kExitBringUpFailed;
-  }
-  if (::flock(lock, LOCK_EX | LOCK_NB) != 0) {
-    std::cerr << "roadie up: " << describe_running(state_dir) << "; 'roadie down --state "
-              << state_dir.string() << "' stops it\n";
+    std::cerr << "roadie up: cannot create " << (state_dir / "logs").string() << ": "
+              << error.message() << '\n';
     return kExitBringUpFailed;
   }
   // A state file without a live supervisor is a killed one's: its services
@@ -263,6 +242,7 @@ int up_detached(const StackRunOptions& options) {
   const std::string file = fs::absolute(options.file).string();
   const std::string state_text = state_dir.string();
   const std::string notify_text = std::to_string(pipe_fds[1]);
+  const int lock = held->fd();
   const std::string lock_text = std::to_string(lock);
   std::fflush(nullptr);
   const pid_t child = ::fork();
@@ -286,7 +266,8 @@ int up_detached(const StackRunOptions& options) {
   }
   ::close(pipe_fds[1]);
   ::close(log);
-  ::close(lock);  // the supervisor holds it now
+  held->record(child, "__supervise", options.file);
+  held.reset();  // the supervisor holds the lock now
   char code = 0;
   bool got = false;
   for (;;) {
@@ -355,6 +336,12 @@ int supervise(const SuperviseOptions& options) {
     return kExitBringUpFailed;
   }
   Stack& stack = *loaded;
+  if (stack.spec().isolate == Isolation::network) {
+    std::cerr << "roadie up: note: 'isolate: network' applies to 'roadie run' only (a stack in "
+                 "a namespace of its own would be out of everyone's reach); this one runs in "
+                 "the host's network"
+              << std::endl;
+  }
   {
     auto progress = std::make_shared<Progress>(stderr, Progress::Style{}, stack.scheduler());
     Subscription observing = stack.scheduler().add_observer(progress);
@@ -473,6 +460,7 @@ int down(const DownOptions& options) {
       std::cerr << "roadie down: nothing is running in " << state_dir.string() << '\n';
     return kExitOk;
   }
+  if (!options.quiet) warn_if_stack_file_changed("down", state->stack_file, state->stack_hash);
   const Ownership supervisor = ownership(state->supervisor_pid, state->supervisor_start_time);
   if (supervisor == Ownership::ours) {
     // Through the supervisor: it tears down in dependency order.
@@ -534,6 +522,7 @@ int status(const StatusOptions& options) {
     }
     return kExitOk;
   }
+  warn_if_stack_file_changed("status", state->stack_file, state->stack_hash);
   if (options.json) {
     std::cout << state->status_json(state_dir);
     return kExitOk;

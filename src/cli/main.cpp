@@ -175,12 +175,16 @@ int main(int argc, char** argv) {
   run_verb->add_option("-f,--file", run_options.file, "The stack file")->default_val("roadie.yaml");
   run_verb->add_option("--state", run_options.state,
                        "The state directory (default: .roadie beside the stack file)");
+  run_verb->add_flag("--isolate", run_options.isolate,
+                     "Run the stack and CMD in a private network namespace (its own loopback), "
+                     "so fixed ports never collide with another stack's; as 'isolate: network'");
   run_verb->add_option("command", run_options.command, "The command to run, after '--'")
       ->required();
   run_verb->footer(
       "Examples:\n"
       "  roadie run -- ctest --output-on-failure -j8\n"
-      "  roadie run -f stack.yaml -- sh -c 'redis-cli -p $ROADIE_PORT_REDIS ping'\n");
+      "  roadie run -f stack.yaml -- sh -c 'redis-cli -p $ROADIE_PORT_REDIS ping'\n"
+      "  roadie run --isolate -- ctest -j8        # fixed ports (6379, 8080) side by side\n");
 
   StackRunOptions up_options;
   CLI::App* up_verb = app.add_subcommand(

@@ -30,12 +30,14 @@
 #include <thread>
 
 #include "exit_codes.hpp"
+#include "isolate.hpp"
 #include "progress.hpp"
 #include "roadie/error.hpp"
 #include "roadie/exit_status.hpp"
 #include "roadie/runtime.hpp"
 #include "roadie/scheduler.hpp"
 #include "roadie/stack.hpp"
+#include "state_lock.hpp"
 #include "verbs.hpp"
 
 extern char** environ;
@@ -235,19 +237,30 @@ int wait_command(pid_t pid) {
   return WEXITSTATUS(status);
 }
 
+// The stack file, parsed; nullopt (after saying why) when it is wrong.
+std::optional<StackSpec> parse(const StackRunOptions& options, int& exit_code) {
+  try {
+    return parse_stack_file(options.file);
+  } catch (const ConfigError& e) {
+    std::cerr << e.what() << '\n';
+    exit_code = kExitUsage;
+  }
+  return std::nullopt;
+}
+
 // Loads the stack with its logs in STATE/logs; nullopt (after saying why) when
-// the file is wrong or its ports cannot be reserved.
+// its ports cannot be reserved or its plugins made.
 struct Loaded {
   std::optional<Stack> stack;
   int exit_code = kExitOk;
 };
-Loaded load(const char* verb, const StackRunOptions& options, const fs::path& state) {
+Loaded load(const char* verb, StackSpec spec, const fs::path& state) {
   Loaded loaded;
   try {
     fs::create_directories(state / "logs");
     StackOptions stack_options;
     stack_options.log_dir = state / "logs";
-    loaded.stack.emplace(Stack::load(options.file, stack_options));
+    loaded.stack.emplace(Stack::from_spec(std::move(spec), stack_options));
   } catch (const ConfigError& e) {
     std::cerr << e.what() << '\n';
     loaded.exit_code = kExitUsage;
@@ -278,11 +291,28 @@ bool bring_up(Stack& stack, Interruption& interruption, const fs::path& state) {
 }  // namespace
 
 int run(const RunOptions& options) {
+  int parse_error = kExitOk;
+  std::optional<StackSpec> spec = parse(options, parse_error);
+  if (!spec) return parse_error;
+  // First, while this process has one thread: unshare() moves only the
+  // calling thread, and every thread started later (signals, the runtime's
+  // event loop that spawns the services, the scheduler's workers) inherits
+  // the namespace from it.
+  if (options.isolate || spec->isolate == Isolation::network) {
+    if (const std::string failure = enter_private_network(); !failure.empty()) {
+      std::cerr << "roadie run: "
+                << (options.isolate ? "--isolate" : "isolate: network (" + options.file.string() + ")")
+                << ": " << failure << '\n';
+      return kExitBringUpFailed;
+    }
+  }
   Interruption interruption;
   SignalWatch signals(
       [&](int number, bool from_terminal) { interruption.on_signal(number, from_terminal); });
   const fs::path state = state_dir(options);
-  Loaded loaded = load("run", options, state);
+  const std::optional<StateLock> owner = StateLock::take(state, "run", options.file);
+  if (!owner) return kExitBringUpFailed;
+  Loaded loaded = load("run", std::move(*spec), state);
   if (!loaded.stack) return loaded.exit_code;
   Stack& stack = *loaded.stack;
   if (!bring_up(stack, interruption, state)) {
@@ -318,6 +348,14 @@ int run(const RunOptions& options) {
 
 int up(const StackRunOptions& options) {
   if (options.detach) return up_detached(options);
+  int parse_error = kExitOk;
+  std::optional<StackSpec> spec = parse(options, parse_error);
+  if (!spec) return parse_error;
+  if (spec->isolate == Isolation::network) {
+    std::cerr << "roadie up: note: 'isolate: network' applies to 'roadie run' only (a stack in "
+                 "a namespace of its own would be out of everyone's reach); this one runs in "
+                 "the host's network\n";
+  }
   std::condition_variable signalled;
   Interruption interruption;
   SignalWatch signals([&](int number, bool from_terminal) {
@@ -325,7 +363,9 @@ int up(const StackRunOptions& options) {
     signalled.notify_all();
   });
   const fs::path state = state_dir(options);
-  Loaded loaded = load("up", options, state);
+  const std::optional<StateLock> owner = StateLock::take(state, "up", options.file);
+  if (!owner) return kExitBringUpFailed;
+  Loaded loaded = load("up", std::move(*spec), state);
   if (!loaded.stack) return loaded.exit_code;
   Stack& stack = *loaded.stack;
   if (!bring_up(stack, interruption, state)) {

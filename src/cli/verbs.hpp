@@ -32,6 +32,8 @@ struct StackRunOptions {
 
 struct RunOptions : StackRunOptions {
   std::vector<std::string> command;
+  /// --isolate: a private network namespace for the stack and CMD.
+  bool isolate = false;
 };
 int run(const RunOptions& options);
 
