@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -151,6 +153,82 @@ void NoLeaks::TearDown() {
   }
   for (int fd : left) leaks << "  descriptor left open: " << fd << " -> " << fd_target(fd) << "\n";
   if (!leaks.str().empty()) ADD_FAILURE() << "the test left things behind:\n" << leaks.str();
+}
+
+PlainRun run_plain(const std::vector<std::string>& argv,
+                   const std::map<std::string, std::string>& env,
+                   const std::filesystem::path& scratch) {
+  static std::atomic<int> serial{0};
+  const std::string out = (scratch / ("plain." + std::to_string(++serial) + ".out")).string();
+  const std::string err = out + ".err";
+  std::vector<std::string> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string text = *entry;
+    if (!env.contains(text.substr(0, text.find('=')))) environment.push_back(text);
+  }
+  for (const auto& [name, value] : env) environment.push_back(name + "=" + value);
+  std::vector<std::string> args = argv;
+  std::vector<char*> arg_ptrs;
+  for (auto& arg : args) arg_ptrs.push_back(arg.data());
+  arg_ptrs.push_back(nullptr);
+  std::vector<char*> env_ptrs;
+  for (auto& entry : environment) env_ptrs.push_back(entry.data());
+  env_ptrs.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int n = ::open("/dev/null", O_RDONLY);
+    ::dup2(n, 0);
+    ::dup2(o, 1);
+    ::dup2(e, 2);
+    ::execve(arg_ptrs[0], arg_ptrs.data(), env_ptrs.data());
+    ::_exit(127);
+  }
+  PlainRun run;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  run.code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  auto slurp = [](const std::string& file) {
+    std::ifstream in(file);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  run.out = slurp(out);
+  run.err = slurp(err);
+  return run;
+}
+
+void reap_adopted(std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    bool left = false;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const std::string name = entry.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      const pid_t pid = std::stoi(name);
+      if (pid == Runtime::global().watchdog_pid()) continue;
+      std::ifstream in(entry.path() / "stat");
+      std::string stat;
+      std::getline(in, stat);
+      const auto close = stat.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream fields(stat.substr(close + 1));
+      char state = 0;
+      pid_t parent = 0;
+      fields >> state >> parent;
+      if (parent != ::getpid()) continue;
+      if (state == 'Z') {
+        ::waitpid(pid, nullptr, 0);
+      } else {
+        left = true;
+      }
+    }
+    if (!left || std::chrono::steady_clock::now() > deadline) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 }  // namespace roadie::testing

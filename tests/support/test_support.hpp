@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -84,5 +85,25 @@ std::vector<pid_t> processes_with_marker(std::string_view value);
 
 /// Descriptors open in this process.
 std::set<int> open_fds();
+
+/// What run_plain() saw.
+struct PlainRun {
+  int code = -1;  ///< the exit code, or -N when killed by signal N
+  std::string out;
+  std::string err;
+};
+
+/// Runs argv with a plain fork/exec and waits for it: not through roadie, so
+/// what it leaves running on purpose (a detached supervisor, re-parented to
+/// this subreaper) is not stopped with it. Its environment is ours with
+/// `env` set over it; stdout and stderr go through files in `scratch`.
+PlainRun run_plain(const std::vector<std::string>& argv,
+                   const std::map<std::string, std::string>& env,
+                   const std::filesystem::path& scratch);
+
+/// Waits (bounded) until no child of this process but the runtime's watchdog
+/// is left running, reaping the zombies among them: what was adopted from a
+/// detached supervisor once it ends.
+void reap_adopted(std::chrono::seconds timeout = std::chrono::seconds(20));
 
 }  // namespace roadie::testing

@@ -1,0 +1,228 @@
+// A test binary for test_gtest_scopes, linked with roadie::gtest_main: the
+// driver runs it with --roadie_stack and a filter per scenario. SAMPLE_DIR
+// is the driver's scratch directory; the children's paths come in
+// CHILD_LISTEN / CHILD_TRIGGER.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "roadie/gtest.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string sample_dir() {
+  const char* dir = std::getenv("SAMPLE_DIR");
+  return dir != nullptr ? dir : ".";
+}
+
+std::string env(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? value : "";
+}
+
+void append(const std::string& file, const std::string& line) {
+  std::ofstream(sample_dir() + "/" + file, std::ios::app) << line << "\n";
+}
+
+bool connects(roadie::Port port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port.value());
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// Waits until `done` holds (bounded).
+template <class F>
+bool eventually(F done, std::chrono::milliseconds limit = 5s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+// --- Session scope (run with --roadie_stack=stacks/session.yaml) ------------
+
+TEST(Session, ReachesTheServiceAndItsPort) {
+  roadie::gtest::Service web = roadie::gtest::service("web");
+  EXPECT_TRUE(web.alive());
+  EXPECT_FALSE(web.attached() && env("ROADIE_STATE").empty());
+  EXPECT_EQ(env("ROADIE_PORT_WEB"), std::to_string(web.port().value()));
+  EXPECT_TRUE(connects(web.port("web")));
+  append("session.pids", std::to_string(web.pid()));
+}
+
+TEST(Session, ReachesTheSameServiceInTheNextTest) {
+  roadie::gtest::Service web = roadie::gtest::service("web");
+  EXPECT_TRUE(connects(web.port()));
+  append("session.pids", std::to_string(web.pid()));
+}
+
+TEST(Session, StoppedStopsAndStartsAgain) {
+  roadie::gtest::Service web = roadie::gtest::service("web");
+  const roadie::Port port = web.port();
+  {
+    auto scope = web.stopped();
+    EXPECT_FALSE(connects(port)) << "the port still accepts inside stopped()";
+  }
+  EXPECT_TRUE(connects(port)) << "the port refuses after stopped()";
+}
+
+// Each trigger prints its own lines: this test's log window holds exactly
+// trigger N, where N is the test's number (1 or 2).
+void trigger_and_wait(int n) {
+  roadie::gtest::Service talker = roadie::gtest::service("talker");
+  ASSERT_EQ(::kill(talker.pid(), SIGUSR1), 0);
+  // "done" comes on both streams: once both are read, so is every line.
+  const std::string done = "trigger " + std::to_string(n) + " done";
+  ASSERT_TRUE(talker.executor().output().wait_for(done, 5s, roadie::Stream::out));
+  ASSERT_TRUE(talker.executor().output().wait_for(done, 5s, roadie::Stream::err));
+}
+TEST(Window, First) { trigger_and_wait(1); }
+TEST(Window, Second) { trigger_and_wait(2); }
+
+TEST(Unknown, ServiceNamesWhatIsInReach) {
+  try {
+    roadie::gtest::service("nosuch");
+    ADD_FAILURE() << "service(\"nosuch\") did not throw";
+  } catch (const roadie::Error& e) {
+    append("unknown.txt", e.what());
+  }
+}
+
+// SAMPLE_KILL: the first test kills the service, the second needs it.
+TEST(Dying, KillsTheService) {
+  if (env("SAMPLE_KILL").empty()) GTEST_SKIP() << "only with SAMPLE_KILL";
+  roadie::gtest::Service web = roadie::gtest::service("web");
+  ASSERT_EQ(::kill(web.pid(), SIGKILL), 0);
+  EXPECT_TRUE(eventually([&] { return web.death().has_value(); }));
+}
+TEST(Dying, NeedsTheServiceLater) { append("after-death.txt", "ran"); }
+
+// SAMPLE_HANG: writes hang.ready, then waits to be killed.
+TEST(Hang, UntilKilled) {
+  if (env("SAMPLE_HANG").empty()) GTEST_SKIP() << "only with SAMPLE_HANG";
+  roadie::gtest::Service talker = roadie::gtest::service("talker");
+  ASSERT_EQ(::kill(talker.pid(), SIGUSR1), 0);
+  ASSERT_TRUE(talker.executor().output().wait_for("trigger 1 done", 5s));
+  append("hang.pids", std::to_string(roadie::gtest::service("web").pid()) + " " +
+                          std::to_string(talker.pid()));
+  std::ofstream(sample_dir() + "/hang.ready") << "ready\n";
+  std::this_thread::sleep_for(600s);
+}
+
+// --- Suite scope ------------------------------------------------------------
+
+roadie::TcpExecutor listener(roadie::Port port, const std::string& name) {
+  roadie::ExecutorOptions options;
+  options.name = name;
+  return roadie::TcpExecutor({env("CHILD_LISTEN"), "tcp:" + std::to_string(port.value())},
+                             "127.0.0.1", port, options);
+}
+
+class SuiteA : public roadie::gtest::SuiteServices<SuiteA> {
+ public:
+  static void services(roadie::gtest::ServiceSet& set) {
+    roadie::Port port = set.reserve("suite_web");
+    set.add(listener(port, "suite_web"), {.ports = {{"suite_web", port}}});
+  }
+};
+TEST_F(SuiteA, One) {
+  append("suite.pids", "A " + std::to_string(service("suite_web").pid()));
+  EXPECT_TRUE(connects(service("suite_web").port()));
+  EXPECT_EQ(env("ROADIE_PORT_SUITE_WEB"), std::to_string(service("suite_web").port().value()));
+}
+TEST_F(SuiteA, Two) { append("suite.pids", "A " + std::to_string(service("suite_web").pid())); }
+
+class SuiteB : public roadie::gtest::SuiteServices<SuiteB> {
+ public:
+  static void services(roadie::gtest::ServiceSet& set) {
+    roadie::Port port = set.reserve("suite_web");
+    set.add(listener(port, "suite_web"), {.ports = {{"suite_web", port}}});
+  }
+};
+TEST_F(SuiteB, One) { append("suite.pids", "B " + std::to_string(service("suite_web").pid())); }
+TEST_F(SuiteB, Two) {
+  append("suite.pids", "B " + std::to_string(service("suite_web").pid()));
+  // From the free function too (suite scope is in reach).
+  EXPECT_EQ(roadie::gtest::service("suite_web").pid(), service("suite_web").pid());
+}
+
+// SAMPLE_KILL: the suite's service dies in its first test.
+class SuiteDying : public roadie::gtest::SuiteServices<SuiteDying> {
+ public:
+  static void services(roadie::gtest::ServiceSet& set) {
+    roadie::Port port = set.reserve("fragile");
+    set.add(listener(port, "fragile"), {.ports = {{"fragile", port}}});
+  }
+};
+TEST_F(SuiteDying, Kills) {
+  if (env("SAMPLE_KILL").empty()) GTEST_SKIP() << "only with SAMPLE_KILL";
+  ASSERT_EQ(::kill(service("fragile").pid(), SIGKILL), 0);
+  EXPECT_TRUE(eventually([&] { return service("fragile").death().has_value(); }));
+}
+TEST_F(SuiteDying, NeedsIt) { append("suite-after-death.txt", "ran"); }
+
+// A suite whose service cannot start: every test fails with the reason.
+class SuiteBroken : public roadie::gtest::SuiteServices<SuiteBroken> {
+ public:
+  static void services(roadie::gtest::ServiceSet& set) {
+    roadie::ExecutorOptions options;
+    options.name = "missing";
+    set.add(roadie::Executor({"/nonexistent/roadie-sample-binary"}, options));
+  }
+};
+TEST_F(SuiteBroken, One) { append("broken-ran.txt", "ran"); }
+TEST_F(SuiteBroken, Two) { append("broken-ran.txt", "ran"); }
+
+// --- Test scope -------------------------------------------------------------
+
+class PerTest : public roadie::gtest::TestServices<> {
+ protected:
+  roadie::Port port = reserve("own");
+  roadie::TcpExecutor& own = add(listener(port, "own"), {.ports = {{"own", port}}});
+};
+TEST_F(PerTest, One) {
+  EXPECT_TRUE(own.running());
+  EXPECT_TRUE(connects(port));
+  append("test.pids", std::to_string(own.pid()));
+}
+TEST_F(PerTest, Two) {
+  EXPECT_TRUE(connects(service("own").port()));
+  append("test.pids", std::to_string(own.pid()));
+}
+TEST_F(PerTest, DiesWithSampleKill) {
+  if (env("SAMPLE_KILL").empty()) GTEST_SKIP() << "only with SAMPLE_KILL";
+  ASSERT_EQ(::kill(own.pid(), SIGKILL), 0);
+  EXPECT_TRUE(eventually([&] { return service("own").death().has_value(); }));
+}
+
+// started() on an executor the test holds itself.
+TEST(Scopes, StartedStartsAndStops) {
+  auto reserved = roadie::PortReservation::reserve("adhoc");
+  roadie::TcpExecutor adhoc = listener(reserved.port(), "adhoc");
+  {
+    auto scope = adhoc.started();
+    EXPECT_TRUE(connects(reserved.port()));
+    append("adhoc.pids", std::to_string(adhoc.pid()));
+  }
+  EXPECT_FALSE(connects(reserved.port()));
+}
+
+}  // namespace
