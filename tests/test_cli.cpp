@@ -549,6 +549,11 @@ TEST_F(CliTest, AnEmptyStackIsValidAndRunRunsTheCommandAlone) {
     const Result trivial =
         roadie_cli({"run", "-f", stack(file), "--state", dir.path().string(), "--", "true"});
     EXPECT_EQ(trivial.code, 0) << trivial.err;
+    const Result missing = roadie_cli({"run", "-f", stack(file), "--state", dir.path().string(),
+                                       "--", "no-such-program-xyz"});
+    EXPECT_EQ(missing.code, 127);
+    EXPECT_THAT(missing.err, HasSubstr("roadie run: cannot execute 'no-such-program-xyz': No "
+                                       "such file or directory"));
   }
 }
 
@@ -803,6 +808,42 @@ Result roadie_plain(std::vector<std::string> args, const fs::path& dir,
   result.out = read_file(out);
   result.err = read_file(err);
   return result;
+}
+
+TEST_F(CliTest, AnEmptyStacksRunPassesSignalsOnAndItsCommandDiesWithIt) {
+  roadie::testing::TempDir dir;
+  const fs::path cmd_pid = dir.path() / "cmd.pid";
+  const std::vector<std::string> args = {
+      "run", "-f", stack("empty.yaml"), "--state", (dir.path() / "state").string(), "--",
+      "/bin/sh", "-c",
+      "echo $$ > " + cmd_pid.string() + ".tmp && mv " + cmd_pid.string() + ".tmp " +
+          cmd_pid.string() + " && exec \"$CHILD_IDLE\""};
+  {
+    // SIGTERM to roadie reaches CMD; roadie exits with CMD's death.
+    Roadie roadie(args);
+    ASSERT_TRUE(roadie::testing::wait_for_file(cmd_pid, 30s));
+    const pid_t command = roadie::testing::read_pid(cmd_pid);
+    ASSERT_GT(command, 0);
+    ASSERT_EQ(::kill(roadie.pid(), SIGTERM), 0);
+    const Result result = roadie.finish();
+    EXPECT_EQ(result.code, 128 + SIGTERM) << result.err;
+    EXPECT_FALSE(roadie::testing::exists(command)) << "CMD survived";
+  }
+  fs::remove(cmd_pid);
+  {
+    // A roadie killed outright takes CMD with it.
+    Roadie roadie(args);
+    ASSERT_TRUE(roadie::testing::wait_for_file(cmd_pid, 30s));
+    const pid_t command = roadie::testing::read_pid(cmd_pid);
+    ASSERT_GT(command, 0);
+    ASSERT_EQ(::kill(roadie.pid(), SIGKILL), 0);
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (roadie::testing::exists(command) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(5ms);
+    }
+    EXPECT_FALSE(roadie::testing::exists(command)) << "CMD outlived a SIGKILLed roadie";
+    roadie.finish();
+  }
 }
 
 // --- one owner per state directory -------------------------------------------

@@ -11,6 +11,8 @@
 #include <poll.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -288,6 +290,91 @@ bool bring_up(Stack& stack, Interruption& interruption, const fs::path& state) {
   return false;
 }
 
+
+// An empty stack (no service, no job) has nothing to supervise: CMD runs
+// alone, on this thread. No runtime (no watchdog process, no event loop), no
+// signal thread, no scheduler, no bus: what `roadie run -- true` costs over
+// `true` is then little more than loading roadie (bench_cli).
+//
+// Signals are read from a signalfd beside CMD's pidfd, and passed on as in
+// the full run. CMD gets PR_SET_PDEATHSIG(SIGKILL), so a roadie killed
+// without a chance to forward (SIGKILL, a crash) takes CMD with it; what CMD
+// itself started is CMD's to end, as without roadie (a stack with services
+// gives CMD the runtime's marker instead, and its watchdog ends them too).
+int run_alone(const RunOptions& options, const fs::path& state) {
+  const sigset_t watched = watched_signals();
+  if (int error = ::pthread_sigmask(SIG_BLOCK, &watched, nullptr); error != 0) {
+    throw std::system_error(error, std::generic_category(), "blocking signals");
+  }
+  const int signal_fd = ::signalfd(-1, &watched, SFD_CLOEXEC);
+  if (signal_fd < 0) throw std::system_error(errno, std::generic_category(), "watching signals");
+
+  std::vector<std::string> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    if (std::strncmp(*entry, "ROADIE_STATE=", 13) != 0) environment.emplace_back(*entry);
+  }
+  environment.push_back("ROADIE_STATE=" + state.string());
+  std::vector<char*> env_pointers;
+  for (auto& entry : environment) env_pointers.push_back(entry.data());
+  env_pointers.push_back(nullptr);
+  std::vector<std::string> args = options.command;
+  std::vector<char*> arg_pointers;
+  for (auto& arg : args) arg_pointers.push_back(arg.data());
+  arg_pointers.push_back(nullptr);
+
+  sigset_t empty;
+  ::sigemptyset(&empty);
+  const pid_t parent = ::getpid();
+  // vfork: the parent waits until CMD is executed (or failed to be); the
+  // child only makes system calls, and reports a failed exec in `error`.
+  volatile int error = 0;
+  const pid_t pid = ::vfork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(kExitCannotExecute);  // roadie died meanwhile
+    for (int number : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::signal(number, SIG_DFL);
+    ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+    ::execvpe(arg_pointers[0], arg_pointers.data(), env_pointers.data());
+    error = errno;
+    ::_exit(kExitCannotExecute);
+  }
+  if (pid < 0) throw std::system_error(errno, std::generic_category(), "starting CMD");
+  if (error != 0) {
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    ::close(signal_fd);
+    std::cerr << "roadie run: cannot execute '" << options.command.front()
+              << "': " << std::generic_category().message(error) << '\n';
+    return kExitCannotExecute;
+  }
+  const int pid_fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  for (;;) {
+    pollfd fds[2] = {{signal_fd, POLLIN, 0}, {pid_fd, POLLIN, 0}};
+    if (::poll(fds, pid_fd >= 0 ? 2 : 1, pid_fd >= 0 ? -1 : 10) < 0) {
+      if (errno == EINTR) continue;
+      throw std::system_error(errno, std::generic_category(), "waiting for CMD");
+    }
+    if (fds[0].revents != 0) {
+      signalfd_siginfo info{};
+      if (::read(signal_fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info) &&
+          info.ssi_code != SI_KERNEL) {
+        ::kill(pid, static_cast<int>(info.ssi_signo));  // the terminal's reached CMD already
+      }
+    }
+    int status = 0;
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) {
+      if (pid_fd >= 0) ::close(pid_fd);
+      ::close(signal_fd);
+      if (WIFSIGNALED(status)) return kExitSignalBase + WTERMSIG(status);
+      return WEXITSTATUS(status);
+    }
+    if (done < 0 && errno != EINTR) {
+      throw std::system_error(errno, std::generic_category(), "waiting for CMD");
+    }
+  }
+}
+
 }  // namespace
 
 int run(const RunOptions& options) {
@@ -305,6 +392,12 @@ int run(const RunOptions& options) {
                 << ": " << failure << '\n';
       return kExitBringUpFailed;
     }
+  }
+  if (spec->services.empty() && spec->jobs.empty() && !spec->plugins.present) {
+    const fs::path state = state_dir(options);
+    const std::optional<StateLock> owner = StateLock::take(state, "run", options.file);
+    if (!owner) return kExitBringUpFailed;
+    return run_alone(options, state);
   }
   Interruption interruption;
   SignalWatch signals(

@@ -66,10 +66,12 @@ int StateLock::release() noexcept {
 }
 
 void StateLock::record(pid_t pid, const char* verb, const fs::path& stack_file) const {
-  // "PID VERB FILE\n": read by describe_running(), only ever under the lock.
+  // "PID VERB FILE\n" at the start; describe_running() reads the first line
+  // only, so what an earlier, longer record left after it does not matter.
+  // No ftruncate: truncating the file to 0 cost 1.5 ms here (ext4 frees the
+  // block through its journal), a third of `roadie run`'s budget.
   const std::string text = std::to_string(pid) + " " + verb + " " +
                            fs::absolute(stack_file).string() + "\n";
-  if (::ftruncate(fd_, 0) != 0) return;
   [[maybe_unused]] auto written = ::pwrite(fd_, text.data(), text.size(), 0);
 }
 
@@ -83,10 +85,13 @@ std::string describe_running(const fs::path& state_dir) {
   } catch (const std::exception&) {
   }
   std::ifstream in(state_dir / "lock");
+  std::string line;
+  std::getline(in, line);
+  std::istringstream record(line);
   std::string pid;
   std::string verb;
   std::string file;
-  if (in >> pid >> verb && std::getline(in >> std::ws, file)) {
+  if (record >> pid >> verb && std::getline(record >> std::ws, file) && !file.empty()) {
     const std::string who = verb == "__supervise"
                                 ? "supervisor pid "
                                 : "roadie " + verb + ", pid ";
