@@ -26,6 +26,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -198,13 +199,28 @@ Ownership stop_recorded(pid_t pid, std::uint64_t start_time, int signal,
   return Ownership::ours;
 }
 
+// Woken by the process's pidfd when there is one (readable at its exit, also
+// for a process that is not our child), so `down` returns as the supervisor
+// ends, not at the next 10 ms poll.
 bool wait_gone(pid_t pid, std::uint64_t start_time, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (ownership(pid, start_time) == Ownership::ours) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
+  const int pid_fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  bool gone = false;
+  // The pidfd is opened before the ownership check: a pid reused after that
+  // check is then not the process the pidfd refers to.
+  while (!(gone = ownership(pid, start_time) != Ownership::ours)) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    if (pid_fd >= 0) {
+      pollfd fd{pid_fd, POLLIN, 0};
+      ::poll(&fd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 100)));
+    } else {
+      std::this_thread::sleep_for(10ms);
+    }
   }
-  return true;
+  if (pid_fd >= 0) ::close(pid_fd);
+  return gone;
 }
 
 }  // namespace
