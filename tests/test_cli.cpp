@@ -861,6 +861,11 @@ TEST_F(CliTest, ASecondRunOrUpIntoTheStateDirectoryOfARunningOneIsRefusedNamingI
   const std::string named = "a stack is already running in " + state.string() + ": " +
                             stack("good.yaml") + " (roadie run, pid " +
                             std::to_string(first.pid()) + ")";
+  // A killed supervisor's state file left there does not name the holder.
+  std::ofstream(state / "state.json")
+      << "{\"version\": 1, \"stack_file\": \"/x/roadie.yaml\", \"stack_hash\": \"\",\n"
+         " \"supervisor\": {\"pid\": 999999999, \"start_time\": 1}, \"started_at\": 0,\n"
+         " \"http\": {\"host\": \"127.0.0.1\", \"port\": 1, \"token\": \"t\"}, \"services\": []}\n";
   for (const std::vector<std::string>& second :
        {std::vector<std::string>{"run", "-f", stack("empty.yaml"), "--state", state.string(), "--",
                                  "/bin/sh", "-c", "echo ran"},
@@ -875,7 +880,6 @@ TEST_F(CliTest, ASecondRunOrUpIntoTheStateDirectoryOfARunningOneIsRefusedNamingI
       {"up", "--detach", "-f", stack("empty.yaml"), "--state", state.string()}, dir.path());
   EXPECT_EQ(detached.code, 3) << detached.err;
   EXPECT_THAT(detached.err, HasSubstr(named));
-  EXPECT_FALSE(fs::exists(state / "state.json"));
   // The first is untouched, and the state directory is free again after it.
   EXPECT_TRUE(first.running());
   std::ofstream(go).put('\n');

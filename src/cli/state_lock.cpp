@@ -78,7 +78,11 @@ void StateLock::record(pid_t pid, const char* verb, const fs::path& stack_file) 
 std::string describe_running(const fs::path& state_dir) {
   std::string text = "a stack is already running in " + state_dir.string();
   try {
-    if (auto state = state::StateFile::read(state_dir)) {
+    // A killed supervisor's state file may still be there under a live
+    // foreground run: it names the holder only while its supervisor runs.
+    auto state = state::StateFile::read(state_dir);
+    if (state && state::ownership(state->supervisor_pid, state->supervisor_start_time) ==
+                     state::Ownership::ours) {
       return text + ": " + state->stack_file + " (supervisor pid " +
              std::to_string(state->supervisor_pid) + ")";
     }
