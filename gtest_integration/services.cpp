@@ -1,8 +1,12 @@
 // Services at three scopes: the watched services, ServiceSet, the registry of
 // the scopes that are up, and the guard listener (deaths and resets become
 // test results on the main thread).
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,6 +14,7 @@
 #include <cstdio>
 #include <exception>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <thread>
 
@@ -86,6 +91,7 @@ class Guard : public ::testing::EmptyTestEventListener {
     // Shared services are cleaned before each test.
     for (Set* set : sets_now()) {
       if (set->scope() == Scope::test) continue;
+      set->begin_test();
       for (const auto& watched : set->services()) {
         if (!watched->reset && watched->reset_argv.empty()) continue;
         try {
@@ -100,7 +106,12 @@ class Guard : public ::testing::EmptyTestEventListener {
 
   void OnTestEnd(const ::testing::TestInfo&) override {
     // Runs before GoogleTest prints the result (end events run in reverse
-    // order of the listeners), while the test is still the current one.
+    // order of the listeners), while the test is still the current one, and
+    // before the bus listener's finish_test lists the test's files.
+    const std::optional<std::filesystem::path> artifact_dir = current_artifact_dir();
+    for (Set* set : sets_now()) {
+      if (set->scope() != Scope::test) set->end_test(artifact_dir);
+    }
     for (Set* set : sets_now()) {
       for (const auto& watched : set->services()) {
         check_attached(*watched);
@@ -174,7 +185,14 @@ std::string tail_of_file(const std::filesystem::path& file, std::size_t n) {
 
 void register_set(Set* set) {
   ensure_guard();
+  // A guard added during a test (a test-scope set, first of all) missed that
+  // test's start: name it here (main thread), or a death in it would read
+  // "between tests".
+  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::lock_guard lock(registry().mutex);
+  if (info != nullptr && registry().current_test.empty()) {
+    registry().current_test = std::string(info->test_suite_name()) + "." + info->name();
+  }
   registry().sets.push_back(set);
 }
 
@@ -305,6 +323,7 @@ void Set::add_owned(std::unique_ptr<Executor> executor, ServiceOptions options) 
   std::string name = options.name.empty() ? executor->name() : options.name;
   auto watched = make_watched(std::move(name), std::move(options));
   watched->executor = executor.get();
+  watched->owned = true;
   watched->log_file = executor->options().log_file;
   owned_.push_back(std::move(executor));
 }
@@ -339,16 +358,26 @@ void Set::watch(Watched& watched) {
 
 void Set::up() {
   if (up_) return;
+  // Owned services join the listener's bus before they start, so that a
+  // test's log window has their lines from the first (service_logs takes a
+  // service that becomes ready during a test from its first line).
+  if (HookBus* bus = installed_bus()) {
+    for (const auto& watched : services_) {
+      if (watched->executor != nullptr && watched->owned) {
+        watched->bus_link = bus->connect(*watched->executor);
+      }
+    }
+  }
   // Owned executors start at once, each on its own thread (a start blocks
   // until ready); the first failure stops the others.
-  std::vector<Executor*> starting;
-  for (const auto& executor : owned_) {
-    if (!executor->running()) starting.push_back(executor.get());
+  std::vector<Watched*> starting;
+  for (const auto& watched : services_) {
+    if (watched->owned && !watched->executor->running()) starting.push_back(watched.get());
   }
   std::vector<std::exception_ptr> errors(starting.size());
   if (starting.size() == 1) {
     try {
-      starting[0]->start();
+      starting[0]->executor->start();
     } catch (...) {
       errors[0] = std::current_exception();
     }
@@ -358,7 +387,7 @@ void Set::up() {
     for (std::size_t i = 0; i < starting.size(); ++i) {
       threads.emplace_back([&, i] {
         try {
-          starting[i]->start();
+          starting[i]->executor->start();
         } catch (...) {
           errors[i] = std::current_exception();
         }
@@ -372,7 +401,7 @@ void Set::up() {
       std::rethrow_exception(errors[i]);
     } catch (const std::exception& e) {
       if (!failure.empty()) failure += "\n";
-      failure += "service '" + starting[i]->name() + "' (" + to_string(scope_) + " scope, " +
+      failure += "service '" + starting[i]->name + "' (" + to_string(scope_) + " scope, " +
                  label_ + ") did not start: " + e.what();
     }
   }
@@ -383,6 +412,7 @@ void Set::up() {
       } catch (const std::exception&) {
       }
     }
+    for (const auto& watched : services_) watched->bus_link.reset();
     throw Error(failure);
   }
   for (const auto& watched : services_) watch(*watched);
@@ -403,6 +433,7 @@ std::vector<std::string> Set::down() {
   }
   up_ = false;
   unregister_set(this);
+  end_test(std::nullopt);
   std::vector<std::string> problems;
   for (const auto& watched : services_) {
     check_attached(*watched);
@@ -429,6 +460,7 @@ std::vector<std::string> Set::down() {
       if (!dead) problems.push_back(e.what());  // a death was reported already
     }
   }
+  for (const auto& watched : services_) watched->bus_link.reset();
   unexport_ports();
   return problems;
 }
@@ -444,6 +476,51 @@ void Set::export_ports() {
 void Set::unexport_ports() {
   for (const std::string& variable : exported_) ::unsetenv(variable.c_str());
   exported_.clear();
+}
+
+void Set::begin_test() {
+  bool resets = false;
+  for (const auto& watched : services_) {
+    resets = resets || watched->reset || !watched->reset_argv.empty();
+    if (watched->executor == nullptr && !watched->log_file.empty()) {
+      struct stat info {};
+      watched->window_start =
+          ::stat(watched->log_file.c_str(), &info) == 0 ? static_cast<std::uint64_t>(info.st_size) : 0;
+    }
+  }
+  if (test_lock_.empty() || !resets || test_lock_fd_ >= 0) return;
+  test_lock_fd_ = ::open(test_lock_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (test_lock_fd_ < 0) return;  // the state directory went away: checked at the test's end
+  while (::flock(test_lock_fd_, LOCK_EX) != 0 && errno == EINTR) {
+  }
+}
+
+void Set::end_test(const std::optional<std::filesystem::path>& artifact_dir) {
+  if (artifact_dir) {
+    for (const auto& watched : services_) {
+      if (watched->executor != nullptr || watched->log_file.empty()) continue;
+      std::ifstream in(watched->log_file, std::ios::binary);
+      if (!in) continue;
+      in.seekg(static_cast<std::streamoff>(watched->window_start));
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      const std::filesystem::path file =
+          *artifact_dir / (sanitize_path_component(watched->name, 100) + ".log");
+      const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (fd < 0) continue;
+      std::size_t written = 0;
+      while (written < text.size()) {
+        const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        written += static_cast<std::size_t>(n);
+      }
+      ::close(fd);
+    }
+  }
+  if (test_lock_fd_ >= 0) {
+    ::close(test_lock_fd_);  // lets the lock go
+    test_lock_fd_ = -1;
+  }
 }
 
 std::map<std::string, Port> Set::ports() const {

@@ -38,7 +38,13 @@ struct Watched {
   /// A reset command from the stack file (ports substituted).
   std::vector<std::string> reset_argv;
 
+  /// Whether the Set owns the executor (started and stopped by it).
+  bool owned = false;
   Subscription watching;
+  /// The executor's connection to the listener's bus (owned services).
+  Subscription bus_link;
+  /// Attached: where the running test's window starts in the log file.
+  std::uint64_t window_start = 0;
 
   mutable std::mutex mutex;
   std::optional<std::string> death;  ///< "exited with code 1 (during A.B)"
@@ -90,6 +96,16 @@ class Set {
   /// Ports of every service, by port name.
   std::map<std::string, Port> ports() const;
 
+  /// Attached sets: a lock file (in the state directory) taken around each
+  /// test when a service has a reset, so that processes sharing the stack
+  /// never reset it under each other's running test.
+  void set_test_lock(std::filesystem::path file) { test_lock_ = std::move(file); }
+  /// Around each test (main thread, from the guard): the lock, and where the
+  /// attached services' log windows start; then the windows written into
+  /// the test's artifact directory (when there is one) and the lock let go.
+  void begin_test();
+  void end_test(const std::optional<std::filesystem::path>& artifact_dir);
+
  private:
   std::shared_ptr<Watched> make_watched(std::string name, ServiceOptions options);
   void watch(Watched& watched);
@@ -103,6 +119,8 @@ class Set {
   std::vector<std::shared_ptr<Watched>> services_;
   std::vector<std::string> exported_;
   bool up_ = false;
+  std::filesystem::path test_lock_;
+  int test_lock_fd_ = -1;
 };
 
 /// The scopes that are up, innermost last; the guard listener reads them.

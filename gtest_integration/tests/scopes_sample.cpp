@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 
@@ -86,11 +87,25 @@ TEST(Session, StoppedStopsAndStartsAgain) {
 
 // Each trigger prints its own lines: this test's log window holds exactly
 // trigger N, where N is the test's number (1 or 2).
+std::size_t count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 void trigger_and_wait(int n) {
   roadie::gtest::Service talker = roadie::gtest::service("talker");
   ASSERT_EQ(::kill(talker.pid(), SIGUSR1), 0);
   // "done" comes on both streams: once both are read, so is every line.
   const std::string done = "trigger " + std::to_string(n) + " done";
+  if (talker.attached()) {  // its lines reach us through its log file
+    ASSERT_TRUE(eventually([&] {
+      std::ifstream in(talker.log_file());
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      return count(text, done) == 2;
+    }));
+    return;
+  }
   ASSERT_TRUE(talker.executor().output().wait_for(done, 5s, roadie::Stream::out));
   ASSERT_TRUE(talker.executor().output().wait_for(done, 5s, roadie::Stream::err));
 }
@@ -104,6 +119,14 @@ TEST(Unknown, ServiceNamesWhatIsInReach) {
   } catch (const roadie::Error& e) {
     append("unknown.txt", e.what());
   }
+}
+
+// Two processes attached to one stack with a reset: their tests never
+// overlap ("in" and "out" of one process stay together).
+TEST(Shared, HoldsTheStack) {
+  append("shared.txt", "in " + std::to_string(::getpid()));
+  std::this_thread::sleep_for(50ms);
+  append("shared.txt", "out " + std::to_string(::getpid()));
 }
 
 // SAMPLE_KILL: the first test kills the service, the second needs it.

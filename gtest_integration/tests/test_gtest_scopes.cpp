@@ -230,6 +230,26 @@ TEST_F(GtestScopes, AttachingToADetachedStackStartsNothingAndStillResets) {
   run = run_sample({"--roadie_stack=" + file, "--gtest_filter=Session.Reaches*"}, attached);
   EXPECT_EQ(run.exit_code, 0) << run.all();
   EXPECT_EQ(lines_of(dir.path() / "web.starts").size(), 1u);
+  // The attached services' lines during a test land in its directory too.
+  run = run_sample({"--roadie_stack=" + file, "--gtest_filter=Window.*"}, attached);
+  EXPECT_EQ(run.exit_code, 0) << run.all();
+  const std::string first = slurp(dir.path() / "artifacts" / "Window" / "First" / "talker.log");
+  EXPECT_THAT(first, HasSubstr("trigger 1 done"));
+  EXPECT_THAT(first, Not(HasSubstr("trigger 2")));
+  EXPECT_THAT(slurp(dir.path() / "artifacts" / "Window" / "Second" / "talker.log"),
+              HasSubstr("trigger 2 done"));
+  // Two processes at once: with a reset declared, their tests take turns.
+  roadie::Executor one = sample({"--roadie_stack=" + file, "--gtest_filter=Shared.*", "--gtest_repeat=10"}, attached);
+  roadie::Executor two = sample({"--roadie_stack=" + file, "--gtest_filter=Shared.*", "--gtest_repeat=10"}, attached);
+  one.start();
+  two.start();
+  EXPECT_TRUE(one.wait_for_exit(60s).value_or(roadie::ExitStatus::exited(99)).success());
+  EXPECT_TRUE(two.wait_for_exit(60s).value_or(roadie::ExitStatus::exited(99)).success());
+  const auto shared = lines_of(dir.path() / "shared.txt");
+  ASSERT_EQ(shared.size(), 40u);
+  for (std::size_t i = 0; i + 1 < shared.size(); i += 2) {
+    ASSERT_EQ("out" + shared[i].substr(2), shared[i + 1]) << "two tests overlapped at line " << i;
+  }
   EXPECT_EQ(roadie_cli({"down", "--state", state}, env, dir.path(), &output), 0) << output;
   roadie::testing::reap_adopted();
   EXPECT_FALSE(roadie::testing::exists(std::stoi(pids[0])));
@@ -304,6 +324,7 @@ TEST_F(GtestScopes, ASuiteWhoseServiceCannotStartFailsEachTestWithTheReason) {
   EXPECT_THAT(run.out, HasSubstr("[  FAILED  ] SuiteBroken.One"));
   EXPECT_THAT(run.out, HasSubstr("[  FAILED  ] SuiteBroken.Two"));
   EXPECT_THAT(run.all(), HasSubstr("/nonexistent/roadie-sample-binary"));
+  EXPECT_THAT(run.all(), HasSubstr("service 'missing' (suite scope, SuiteBroken) did not start"));
   EXPECT_FALSE(fs::exists(dir.path() / "broken-ran.txt"));
 }
 
@@ -314,6 +335,8 @@ TEST_F(GtestScopes, EachTestGetsAFreshServiceStoppedAfterIt) {
   ASSERT_EQ(pids.size(), 2u);
   EXPECT_NE(pids[0], pids[1]);
   for (const auto& pid : pids) EXPECT_FALSE(roadie::testing::exists(std::stoi(pid)));
+  // A test-scope service joins the bus: its lines are in the test's window.
+  EXPECT_THAT(slurp(dir.path() / "artifacts" / "PerTest" / "One" / "own.log"), HasSubstr("listening"));
 }
 
 TEST_F(GtestScopes, ATestServiceThatDiesFailsItsTest) {
@@ -322,7 +345,8 @@ TEST_F(GtestScopes, ATestServiceThatDiesFailsItsTest) {
   SampleRun run = run_sample({"--gtest_filter=PerTest.DiesWithSampleKill"}, env);
   EXPECT_EQ(run.exit_code, 1) << run.all();
   EXPECT_THAT(run.all(),
-              HasSubstr("service 'own' (test scope, PerTest.DiesWithSampleKill) killed by signal 9"));
+              HasSubstr("service 'own' (test scope, PerTest.DiesWithSampleKill) killed by signal 9 "
+                        "(SIGKILL) during PerTest.DiesWithSampleKill"));
 }
 
 TEST_F(GtestScopes, StartedStartsForTheScopeOnly) {

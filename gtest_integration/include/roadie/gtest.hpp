@@ -22,8 +22,10 @@
 //     class CacheTest : public roadie::gtest::TestServices<> {
 //      protected:
 //       roadie::Port port = reserve("redis");
-//       roadie::TcpExecutor& redis = add(roadie::TcpExecutor(
-//           {"redis-server", "--port", std::to_string(port.value())}, "127.0.0.1", port));
+//       roadie::TcpExecutor& redis = add(
+//           roadie::TcpExecutor({"redis-server", "--port", std::to_string(port.value())},
+//                               "127.0.0.1", port),
+//           {.name = "redis", .ports = {{"redis", port}}});   // service("redis").port()
 //     };
 //
 // Thread-safety: GoogleTest runs fixtures, environments and listeners on the
@@ -275,7 +277,11 @@ struct SessionOptions {
 /// with its recorded start time (else the run fails, naming the service), the
 /// stack file must still have the recorded hash (else the run fails: resets
 /// and ports would come from a different file), nothing is started and
-/// nothing is stopped at the end.
+/// nothing is stopped at the end. Each attached service's log lines during a
+/// test are copied from its log file into the test's artifact directory. When
+/// a service has a reset, the tests of every process attached to the stack
+/// run one at a time (STATE/tests.lock, held from the reset to the test's
+/// end): a reset must never wipe the data of another process's running test.
 ///
 /// A failed bring-up or attach is a fatal failure of the environment, with the
 /// service, the reason and its last lines: GoogleTest then runs no test (it
