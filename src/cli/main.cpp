@@ -171,13 +171,14 @@ int main(int argc, char** argv) {
           "stack down, and exit with CMD's exit code (128+N if a signal N killed it; 3 if the "
           "stack "
           "could not be brought up; 127 if CMD cannot be executed). SIGINT and SIGTERM are passed "
-          "on to CMD; the services' logs are kept in STATE/logs."));
+          "on to CMD; the services' logs are kept in STATE/logs. With --isolate (or 'isolate: "
+          "network' in the file) the stack and CMD get a private network namespace of their own, "
+          "so fixed ports never collide with another stack's."));
   run_verb->add_option("-f,--file", run_options.file, "The stack file")->default_val("roadie.yaml");
   run_verb->add_option("--state", run_options.state,
                        "The state directory (default: .roadie beside the stack file)");
   run_verb->add_flag("--isolate", run_options.isolate,
-                     "Run the stack and CMD in a private network namespace (its own loopback), "
-                     "so fixed ports never collide with another stack's; as 'isolate: network'");
+                     "A private network namespace for the stack and CMD");
   run_verb->add_option("command", run_options.command, "The command to run, after '--'")
       ->required();
   run_verb->footer(
@@ -194,8 +195,9 @@ int main(int argc, char** argv) {
           "until Ctrl-C (SIGINT) or SIGTERM; then tear it down and exit 0. Exits 3 when the stack "
           "could not be brought up. The services' logs are kept in STATE/logs. With --detach, "
           "exit 0 once everything is ready and leave a supervisor process that keeps the stack up "
-          "until 'roadie down'; its state (pids, ports, logs) is in STATE/state.json. A second "
-          "--detach into the same state directory is refused."));
+          "until 'roadie down'; its state (pids, ports, logs) is in STATE/state.json. One stack "
+          "at a time per state directory: a second up or run there is refused, naming the "
+          "first."));
   up_verb->add_option("-f,--file", up_options.file, "The stack file")->default_val("roadie.yaml");
   up_verb->add_option("--state", up_options.state,
                       "The state directory (default: .roadie beside the stack file)");
