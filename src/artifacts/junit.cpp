@@ -35,7 +35,7 @@ class Junit final : public Plugin {
     const Value* value = event.find("artifact_path");
     if (value == nullptr || value->get_if<fs::path>() == nullptr) return;
     const fs::path& dir = *value->get_if<fs::path>();
-    for (const std::string& file : list_files(dir)) {
+    for (const std::string& file : paths_->files_of(dir)) {
       const std::string path = (dir / file).string();
       if (record_property_) record_property_("roadie_artifact:" + file, path);
       const std::string line = "[[ATTACHMENT|" + path + "]]";

@@ -78,7 +78,7 @@ class Manifest final : public Plugin {
       const fs::path& path = *dir->get_if<fs::path>();
       entry["dir"] = path.lexically_relative(paths_->root()).generic_string();
       json files = json::array();
-      for (const std::string& file : list_files(path)) {
+      for (const std::string& file : paths_->files_of(path)) {
         files.push_back((fs::path(entry["dir"].get<std::string>()) / file).generic_string());
       }
       entry["files"] = std::move(files);

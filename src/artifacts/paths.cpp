@@ -184,10 +184,32 @@ std::shared_ptr<ArtifactPaths> ArtifactPaths::of(HookBus& bus, const fs::path& w
   return paths;
 }
 
+void ArtifactPaths::ensure_once(const fs::path& dir) {
+  {
+    std::lock_guard lock(mutex_);
+    if (ensured_.contains(dir)) return;
+  }
+  ensure_real_directory(dir);
+  std::lock_guard lock(mutex_);
+  ensured_.insert(dir);
+}
+
+std::vector<std::string> ArtifactPaths::files_of(const fs::path& dir) {
+  {
+    std::lock_guard lock(mutex_);
+    if (listed_dir_ == dir) return listed_files_;
+  }
+  std::vector<std::string> files = list_files(dir);
+  std::lock_guard lock(mutex_);
+  listed_dir_ = dir;
+  listed_files_ = files;
+  return files;
+}
+
 fs::path ArtifactPaths::make_test_dir(std::string_view suite, std::string_view test) {
-  ensure_real_directory(root_);
+  ensure_once(root_);
   fs::path suite_dir = root_ / sanitize_path_component(suite);
-  ensure_real_directory(suite_dir);
+  ensure_once(suite_dir);
   const std::string base = sanitize_path_component(test);
   for (unsigned attempt = 1;; ++attempt) {
     fs::path dir = suite_dir / (attempt == 1 ? base : base + "-" + std::to_string(attempt));
@@ -215,6 +237,7 @@ void ArtifactPaths::on_finish(EventContext& event) {
   std::string suite = event.get_or<std::string>("suite_name", "");
   std::string test = event.get_or<std::string>("test_name", "");
   std::lock_guard lock(mutex_);
+  listed_dir_.clear();  // the hooks of this event may write files: list again
   auto it = open_.find({suite, test});
   if (it == open_.end()) return;
   fs::path dir = it->second.front();
