@@ -174,12 +174,18 @@ TEST_F(ManyRuns, EightRunsOfOneStackAtOnceNeverShareAPort) {
     for (int i = 0; i < 8; ++i) {
       fs::path mine = dir.path() / std::to_string(i);
       fs::create_directories(mine);
-      // Each CMD holds its stack up a moment, so that all eight overlap.
-      // Twelve candidate ports for eight stacks: without the machine-wide
-      // lock, reservations made at the same moment would meet.
-      runs.push_back(roadie_run((kStacks / "shared.yaml").string(),
-                                "echo $ROADIE_PORT_WEB > \"$OWNER_DIR/port\"; sleep 0.3", mine,
-                                "24600-24611"));
+      // Each CMD holds its stack up until all eight hold theirs (bounded:
+      // 30 s), so that they certainly overlap: a fixed pause did not under
+      // ASan, where a slow start let one run end before another reserved,
+      // and the port it gave back was rightly handed out again. Twelve
+      // candidate ports for eight stacks: without the machine-wide lock,
+      // reservations made at the same moment would meet.
+      runs.push_back(roadie_run(
+          (kStacks / "shared.yaml").string(),
+          "echo $ROADIE_PORT_WEB > \"$OWNER_DIR/port.tmp\"; mv \"$OWNER_DIR/port.tmp\" "
+          "\"$OWNER_DIR/port\"; n=0; while [ $(ls \"$OWNER_DIR\"/../*/port | wc -l) -lt 8 ] "
+          "&& [ $n -lt 3000 ]; do sleep 0.01; n=$((n+1)); done",
+          mine, "24600-24611"));
     }
     for (auto& run : runs) run.start();
     std::set<std::string> ports;
