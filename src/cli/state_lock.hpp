@@ -29,7 +29,7 @@ class StateLock {
 
   /// Records `pid` as the holder (up --detach: its supervisor).
   void record(pid_t pid, const char* verb, const std::filesystem::path& stack_file) const;
-  /// The descriptor (O_CLOEXEC), to hand the lock on to a re-executed process.
+  /// The descriptor (O_CLOEXEC), to hand the lock on to the supervisor.
   int fd() const noexcept { return fd_; }
   /// Gives the descriptor up without unlocking or closing it.
   int release() noexcept;

@@ -40,7 +40,8 @@ int run(const RunOptions& options);
 int up(const StackRunOptions& options);
 int up_detached(const StackRunOptions& options);
 
-/// The hidden verb `__supervise` that `up --detach` re-executes itself as.
+/// What the process `up --detach` forks does (also the hidden verb
+/// `__supervise`, which runs it by hand: -f, --state, --notify-fd, --lock-fd).
 struct SuperviseOptions {
   std::filesystem::path file;
   std::filesystem::path state;
