@@ -4,6 +4,7 @@
 // tests/stacks/cli/ through ${env.CHILD_*}.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -635,6 +636,70 @@ TEST_F(CliTest, IsolatedRunsOfAStackWithAFixedPortRunSideBySide) {
   EXPECT_FALSE(fs::exists(dir.path() / "d"));
   std::ofstream(go).put('\n');
   EXPECT_EQ(c.finish().code, 0);
+}
+
+// Whether an unprivileged user (nobody) may make a user and a network
+// namespace here, and setpriv is there to become one.
+bool unprivileged_namespaces_work() {
+  if (::access("/usr/bin/setpriv", X_OK) != 0) return false;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    ::_exit(::unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0 ? 0 : 1);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+TEST_F(CliTest, AnUnprivilegedIsolatedRunGetsAUserAndNetworkNamespace) {
+  if (!unprivileged_namespaces_work()) {
+    GTEST_SKIP() << "no /usr/bin/setpriv, or unprivileged user namespaces are disabled here";
+  }
+  roadie::testing::TempDir dir;
+  fs::permissions(dir.path(), fs::perms::all);  // nobody writes its state here
+  // The host's loopback serves the "fixed" port already: only a namespace of
+  // its own lets the stack's service listen on it.
+  const roadie::PortReservation fixed = roadie::testing::free_port();
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(fixed.port().value()));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  // roadie as nobody, through setpriv (which execs it, environment kept).
+  roadie::Command command({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                           "--clear-groups", ROADIE_CLI, "run", "--isolate", "-f",
+                           stack("fixed_port.yaml"), "--state", (dir.path() / "state").string(),
+                           "--", "/bin/sh", "-c", "id -u; cat /proc/self/uid_map"});
+  command.set_env("CHILD_LISTEN", child("child_listen"))
+      .set_env("FIXED_PORT", std::to_string(fixed.port().value()))
+      .unset_env("NO_COLOR");
+  roadie::ExecutorOptions options;
+  options.name = "roadie-as-nobody";
+  options.stop_timeout = 20s;
+  roadie::Executor executor(std::move(command), options);
+  Result result;
+  try {
+    executor.start();
+    const auto status = executor.wait_for_exit(60s);
+    EXPECT_TRUE(status.has_value()) << "roadie did not exit within 60 s";
+    if (status) result.code = status->code();
+    executor.stop();
+  } catch (const roadie::ProcessExitedWithError& e) {
+    result.code = e.status().code();
+  } catch (const roadie::ProcessFinishedWithError&) {
+  }
+  for (const auto& line : executor.output().lines()) {
+    (line.stream == roadie::Stream::out ? result.out : result.err) += line.text + "\n";
+  }
+  ::close(listener);
+  EXPECT_EQ(result.code, 0) << result.err;
+  // nobody, in a user namespace that maps only nobody.
+  EXPECT_THAT(result.out, ::testing::MatchesRegex("65534\n +65534 +65534 +1\n")) << result.out;
+  EXPECT_THAT(result.err, ::testing::ContainsRegex("web ready in")) << result.err;
 }
 
 // --- up --detach, status, logs, down ---------------------------------------
