@@ -639,12 +639,21 @@ TEST_F(CliTest, IsolatedRunsOfAStackWithAFixedPortRunSideBySide) {
 }
 
 // Whether an unprivileged user (nobody) may make a user and a network
-// namespace here, and setpriv is there to become one.
-bool unprivileged_namespaces_work() {
+// namespace here, reach what the test runs (roadie, the stack file, the
+// child program, `dir`), and setpriv is there to become one.
+bool unprivileged_namespaces_work(const fs::path& dir) {
   if (::access("/usr/bin/setpriv", X_OK) != 0) return false;
+  const std::string cli = ROADIE_CLI;
+  const std::string file = stack("fixed_port.yaml");
+  const std::string listen = child("child_listen");
+  const std::string where = dir.string();
   const pid_t pid = ::fork();
   if (pid == 0) {
     if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    if (::access(cli.c_str(), X_OK) != 0 || ::access(file.c_str(), R_OK) != 0 ||
+        ::access(listen.c_str(), X_OK) != 0 || ::access(where.c_str(), W_OK | X_OK) != 0) {
+      ::_exit(3);
+    }
     ::_exit(::unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0 ? 0 : 1);
   }
   int status = 0;
@@ -654,11 +663,12 @@ bool unprivileged_namespaces_work() {
 }
 
 TEST_F(CliTest, AnUnprivilegedIsolatedRunGetsAUserAndNetworkNamespace) {
-  if (!unprivileged_namespaces_work()) {
-    GTEST_SKIP() << "no /usr/bin/setpriv, or unprivileged user namespaces are disabled here";
-  }
   roadie::testing::TempDir dir;
   fs::permissions(dir.path(), fs::perms::all);  // nobody writes its state here
+  if (!unprivileged_namespaces_work(dir.path())) {
+    GTEST_SKIP() << "no /usr/bin/setpriv, the build or source tree is out of nobody's reach, "
+                    "or unprivileged user namespaces are disabled here";
+  }
   // The host's loopback serves the "fixed" port already: only a namespace of
   // its own lets the stack's service listen on it.
   const roadie::PortReservation fixed = roadie::testing::free_port();
