@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 namespace roadie::cli {
 namespace {
@@ -19,6 +20,16 @@ bool write_file(const char* path, const std::string& text) {
   const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   ::close(fd);
   return ok;
+}
+
+std::size_t thread_count() {
+  std::size_t count = 0;
+  std::error_code error;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/task", error);
+       !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
+    ++count;
+  }
+  return count;
 }
 
 // A fresh namespace has `lo` down: no loopback address answers until it is up.
@@ -43,9 +54,11 @@ std::string bring_loopback_up() {
 }  // namespace
 
 std::string enter_private_network() {
-  // No thread of ours exists yet (a sanitizer's runtime may have one of its
-  // own, which spawns nothing and may stay outside). The threads started
-  // later are created by this one and share its namespace.
+  if (const std::size_t threads = thread_count(); threads > 1) {
+    // A bug of ours, not the user's: the other threads would stay outside.
+    return "internal error: " + std::to_string(threads) +
+           " threads exist already; the namespace must be entered before any";
+  }
   std::string tried;
   if (::geteuid() == 0) {
     if (::unshare(CLONE_NEWNET) == 0) {
