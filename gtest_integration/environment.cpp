@@ -79,8 +79,7 @@ void StackEnvironment::Impl::bring_up() {
     if (auto it = options.resets.find(name); it != options.resets.end()) {
       service_options.reset = it->second;
     }
-    set->add_external(service.executor, std::move(service_options), service.log_file,
-                      spec != nullptr ? spec->reset : std::vector<std::string>{});
+    set->add_external(service.executor, std::move(service_options), service.log_file, spec);
   }
   set->up();
 }
@@ -138,8 +137,7 @@ void StackEnvironment::Impl::attach(const fs::path& state_dir) {
     ResetFn reset;
     if (auto it = options.resets.find(service.name); it != options.resets.end()) reset = it->second;
     set->add_attached(service.name, std::move(ports), service.pid, service.start_time, service.log,
-                      service_spec != nullptr ? service_spec->reset : std::vector<std::string>{},
-                      std::move(reset));
+                      service_spec, std::move(reset));
   }
   set->up();
   attached = true;

@@ -93,7 +93,7 @@ class Guard : public ::testing::EmptyTestEventListener {
       if (set->scope() == Scope::test) continue;
       set->begin_test();
       for (const auto& watched : set->services()) {
-        if (!watched->reset && watched->reset_argv.empty()) continue;
+        if (!watched->has_reset()) continue;
         try {
           run_reset(watched);
         } catch (const std::exception& e) {
@@ -235,6 +235,11 @@ void run_reset(const std::shared_ptr<Watched>& shared) {
     }
     return;
   }
+  if (watched.reset_request) {
+    run_reset_request(*watched.reset_request, watched.name);
+    return;
+  }
+  if (watched.reset_argv.empty()) return;
   Command command(watched.reset_argv);
   ProcessOptions options;
   options.name = "reset " + watched.name;
@@ -328,23 +333,32 @@ void Set::add_owned(std::unique_ptr<Executor> executor, ServiceOptions options) 
   owned_.push_back(std::move(executor));
 }
 
+namespace {
+// The stack file's reset of a service, unless a C++ reset replaces it.
+void take_reset(Watched& watched, const ServiceSpec* spec) {
+  if (spec == nullptr || watched.reset) return;
+  watched.reset_argv = spec->reset;
+  watched.reset_request = spec->reset_request;
+}
+}  // namespace
+
 void Set::add_external(Executor& executor, ServiceOptions options, std::filesystem::path log_file,
-                       std::vector<std::string> reset_argv) {
+                       const ServiceSpec* spec) {
   std::string name = options.name.empty() ? executor.name() : options.name;
   auto watched = make_watched(std::move(name), std::move(options));
   watched->executor = &executor;
   watched->log_file = std::move(log_file);
-  watched->reset_argv = std::move(reset_argv);
+  take_reset(*watched, spec);
 }
 
 void Set::add_attached(std::string name, std::map<std::string, Port> ports, pid_t pid,
                        std::uint64_t start_time, std::filesystem::path log_file,
-                       std::vector<std::string> reset_argv, ResetFn reset) {
+                       const ServiceSpec* spec, ResetFn reset) {
   auto watched = make_watched(std::move(name), {.ports = std::move(ports), .reset = std::move(reset)});
   watched->attached_pid = pid;
   watched->attached_start_time = start_time;
   watched->log_file = std::move(log_file);
-  watched->reset_argv = std::move(reset_argv);
+  take_reset(*watched, spec);
 }
 
 void Set::watch(Watched& watched) {
@@ -481,7 +495,7 @@ void Set::unexport_ports() {
 void Set::begin_test() {
   bool resets = false;
   for (const auto& watched : services_) {
-    resets = resets || watched->reset || !watched->reset_argv.empty();
+    resets = resets || watched->has_reset();
     if (watched->executor == nullptr && !watched->log_file.empty()) {
       struct stat info {};
       watched->window_start =

@@ -35,8 +35,11 @@ struct Watched {
   std::uint64_t attached_start_time = 0;
   std::filesystem::path log_file;
   ResetFn reset;
-  /// A reset command from the stack file (ports substituted).
+  /// A reset from the stack file (ports substituted): a command, or a
+  /// request.
   std::vector<std::string> reset_argv;
+  std::optional<ServiceSpec::ResetRequest> reset_request;
+  bool has_reset() const { return reset || !reset_argv.empty() || reset_request.has_value(); }
 
   /// Whether the Set owns the executor (started and stopped by it).
   bool owned = false;
@@ -73,11 +76,11 @@ class Set {
   void add_owned(std::unique_ptr<Executor> executor, ServiceOptions options);
   /// A service whose executor lives elsewhere (the session's Stack).
   void add_external(Executor& executor, ServiceOptions options, std::filesystem::path log_file,
-                    std::vector<std::string> reset_argv);
+                    const ServiceSpec* spec);
   /// A service run by another process.
   void add_attached(std::string name, std::map<std::string, Port> ports, pid_t pid,
                     std::uint64_t start_time, std::filesystem::path log_file,
-                    std::vector<std::string> reset_argv, ResetFn reset);
+                    const ServiceSpec* spec, ResetFn reset);
 
   /// Starts the owned executors that are not running (in parallel), then
   /// watches every service, exports the ports and registers with the guard.

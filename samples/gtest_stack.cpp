@@ -44,7 +44,7 @@ TEST(SampleStack, StoresAnItemThroughNginx) {
   EXPECT_EQ(got->body, "a sample test");
 }
 
-// The stack file gives redis `reset: [redis-cli, -p, "${ports.redis}", FLUSHALL]`:
+// The stack file gives redis a `reset:` (FLUSHALL on a fresh connection):
 // it runs before each test, so no test sees another test's data, nor the
 // seed job's greeting (written once, at bring-up).
 TEST(SampleStack, EachTestStartsFromAnEmptyRedis) {

@@ -155,8 +155,15 @@ const BadFile kBadFiles[] = {
   {"service_name_invalid.yaml", 3, 3, "services.my api",
    {"invalid service name 'my api'", "letters, digits"}},
   {"reset_string.yaml", 5, 12, "services.redis.reset",
-   {"expected a list of strings (the reset command and its arguments, e.g. [redis-cli",
+   {"expected a list of strings (the reset command and its arguments, or {tcp, send, expect}, e.g. [redis-cli",
     "found 'redis-cli flushall'"}},
+  {"reset_request_typo.yaml", 6, 46, "services.redis.reset.expct",
+   {"unknown key 'expct'; did you mean 'expect'?", "reset takes: tcp, send, expect, timeout"}},
+  {"reset_request_no_send.yaml", 6, 12, "services.redis.reset.send",
+   {"missing key 'send'", "{tcp: HOST:PORT, send: TEXT, expect: PATTERN}"}},
+  {"reset_request_bad_tcp.yaml", 6, 18, "services.redis.reset.tcp", {"expected HOST:PORT"}},
+  {"reset_request_bad_regex.yaml", 6, 76, "services.redis.reset.expect",
+   {"invalid regular expression '(OK'"}},
   {"port_name_invalid.yaml", 5, 13, "services.api.ports[0]", {"invalid port name 'http port'"}},
   {"log_file_map.yaml", 5, 15, "services.api.log_file", {"expected a file path, found a map"}},
   // Two errors: the first in the file is reported.
@@ -443,7 +450,18 @@ TEST(StackTest, ValuesDefaultsAndRelativePaths) {
   EXPECT_EQ(*minutes.log_file, dir / "logs/minutes.log");
   EXPECT_THAT(minutes.reset, ::testing::ElementsAre("redis-cli", "flushall"));
 
+  EXPECT_FALSE(minutes.reset_request);
+
   const roadie::ServiceSpec& numbered = *spec.find_service("numbered");
+  EXPECT_TRUE(numbered.reset.empty());
+  ASSERT_TRUE(numbered.reset_request);
+  EXPECT_EQ(numbered.reset_request->host, "127.0.0.1");
+  EXPECT_EQ(numbered.reset_request->port, "${ports.cache}");  // a template until substituted
+  EXPECT_EQ(numbered.reset_request->send, "FLUSHALL\r\n");
+  EXPECT_EQ(numbered.reset_request->expect, "^\\+OK");
+  EXPECT_EQ(numbered.reset_request->timeout, 2s);
+  const roadie::StackSpec ready = roadie::substitute_ports(spec, {{"cache", roadie::Port(6399)}});
+  EXPECT_EQ(ready.find_service("numbered")->reset_request->port, "6399");
   EXPECT_EQ(numbered.stop_signal, 10);
   EXPECT_EQ(numbered.stop_timeout, 0ms);
   EXPECT_EQ(*numbered.cwd, "/srv/numbered");

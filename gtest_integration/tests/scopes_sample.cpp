@@ -150,6 +150,38 @@ TEST(Hang, UntilKilled) {
   std::this_thread::sleep_for(600s);
 }
 
+// --- A real redis with a request reset (run with stacks/redis_reset.yaml) ---
+
+// One inline command to redis on a fresh connection; its first reply line.
+std::string redis(roadie::Port port, const std::string& command) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port.value());
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string reply;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    const std::string line = command + "\r\n";
+    if (::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size())) {
+      char c = 0;
+      while (::read(fd, &c, 1) == 1 && c != '\n') reply += c;
+    }
+  }
+  ::close(fd);
+  if (!reply.empty() && reply.back() == '\r') reply.pop_back();
+  return reply;
+}
+
+TEST(Redis, First) {
+  const roadie::Port port = roadie::gtest::service("redis").port();
+  EXPECT_EQ(redis(port, "GET left"), "$-1");
+  EXPECT_EQ(redis(port, "SET left behind"), "+OK");
+}
+TEST(Redis, Second) {
+  // The reset emptied redis before this test.
+  EXPECT_EQ(redis(roadie::gtest::service("redis").port(), "GET left"), "$-1");
+}
+
 // --- Suite scope ------------------------------------------------------------
 
 roadie::TcpExecutor listener(roadie::Port port, const std::string& name) {

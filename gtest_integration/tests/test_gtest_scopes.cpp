@@ -384,4 +384,21 @@ TEST_F(GtestScopes, AFailingResetFailsTheTestWithItsOutput) {
   EXPECT_FALSE(fs::exists(dir.path() / "session.pids"));
 }
 
+TEST_F(GtestScopes, ARequestResetEmptiesARealRedisBeforeEachTest) {
+  SampleRun run = run_sample({stack_flag("redis_reset.yaml"), "--gtest_filter=Redis.*"},
+                             child_env(dir.path()));
+  EXPECT_EQ(run.exit_code, 0) << run.all();
+  EXPECT_THAT(run.out, HasSubstr("[  PASSED  ] 2 tests"));
+}
+
+TEST_F(GtestScopes, AFailingRequestResetFailsTheTestWithWhatWasReceived) {
+  SampleRun run = run_sample({stack_flag("bad_request_reset.yaml"),
+                              "--gtest_filter=Session.ReachesTheSameServiceInTheNextTest"},
+                             child_env(dir.path()));
+  EXPECT_EQ(run.exit_code, 1) << run.all();
+  EXPECT_THAT(run.all(), HasSubstr("the reset of service 'web' (tcp 127.0.0.1:"));
+  EXPECT_THAT(run.all(), HasSubstr("the connection closed before a reply matching ^\\+OK; received \"\""));
+  EXPECT_FALSE(fs::exists(dir.path() / "session.pids"));
+}
+
 }  // namespace

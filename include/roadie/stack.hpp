@@ -102,8 +102,25 @@ struct ServiceSpec {
   bool critical = true;
   /// Absolute; none means no log file.
   std::optional<std::filesystem::path> log_file;
-  /// Runs before each test while the service is shared; empty means none.
+  /// Runs before each test while the service is shared (roadie::gtest);
+  /// empty means none. `reset: [PROGRAM, ARGS...]`.
   std::vector<std::string> reset;
+  /// `reset: {tcp: HOST:PORT, send: TEXT, expect: PATTERN}`: a request on a
+  /// fresh connection instead of a command (no process, so a redis FLUSHALL
+  /// costs a round trip, not a fork and exec of redis-cli). At most one of
+  /// `reset` and `reset_request` is set.
+  struct ResetRequest {
+    /// Host and port as in a tcp ready check (the port digits or a ${ports.NAME}).
+    std::string host;
+    std::string port;
+    /// Written as it is once connected (YAML escapes: "FLUSHALL\r\n").
+    std::string send;
+    /// An RE2 pattern the reply must contain (searched in what was read,
+    /// bytes up to the first match) before `timeout`.
+    std::string expect;
+    std::chrono::milliseconds timeout{5'000};
+  };
+  std::optional<ResetRequest> reset_request;
   /// Strings are still templates (see ReadySpec).
   bool templated = false;
   SourceLocation where;
@@ -199,6 +216,11 @@ ReadinessCheck to_check(const ReadySpec& spec);
 /// substituted service or job; throws roadie::Error when still templated.
 Command to_command(const ServiceSpec& service);
 Command to_command(const JobSpec& job);
+
+/// One reset request of a substituted service (`reset: {tcp, send, expect}`):
+/// connects, sends, and reads until the reply matches `expect`. Throws
+/// roadie::Error naming the service, what went wrong and what was received.
+void run_reset_request(const ServiceSpec::ResetRequest& request, std::string_view service);
 
 /// An executor's options for a service: name, timeout, stop_timeout,
 /// stop_signal, log_file (env and cwd are on its Command).

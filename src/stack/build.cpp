@@ -27,6 +27,12 @@ class Substitution {
     path(service.cwd);
     path(service.log_file);
     strings(service.reset);
+    if (service.reset_request) {
+      auto& request = *service.reset_request;
+      for (std::string* text : {&request.host, &request.port, &request.send, &request.expect}) {
+        string(*text);
+      }
+    }
     if (service.ready) ready(*service.ready);
     service.templated = false;
   }

@@ -32,6 +32,7 @@ const std::vector<std::string> kServiceKeys{"command",     "env",      "cwd",   
                                             "ready",       "requires", "timeout",  "stop_timeout",
                                             "stop_signal", "critical", "log_file", "reset"};
 const std::vector<std::string> kJobKeys{"command", "env", "cwd", "requires", "timeout"};
+const std::vector<std::string> kResetKeys{"tcp", "send", "expect", "timeout"};
 const std::vector<std::string> kReadyKeys{"banner", "tcp",  "http", "pidfile",
                                           "unix",   "exec", "all",  "any"};
 const std::vector<std::string> kBannerKeys{"pattern", "stream"};
@@ -460,8 +461,13 @@ class Loader {
       } else if (field.name == "log_file") {
         service.log_file = path(value, "a file path");
       } else if (field.name == "reset") {
-        service.reset = argv(value, "the reset command and its arguments",
-                             "[redis-cli, -p, \"${ports.redis}\", flushall]");
+        if (value.node.IsMap()) {
+          service.reset_request = reset_request(value);
+        } else {
+          service.reset = argv(value,
+                               "the reset command and its arguments, or {tcp, send, expect}",
+                               "[redis-cli, -p, \"${ports.redis}\", flushall]");
+        }
       }
     }
     if (!has_command) {
@@ -629,6 +635,47 @@ class Loader {
     spec.pattern = text(field, "a regular expression, or {pattern, stream}");
     if (spec.pattern.empty()) fail(field, "expected a regular expression, found an empty string");
     check_pattern(field, spec.pattern);
+  }
+
+  ServiceSpec::ResetRequest reset_request(const Field& field) {
+    ServiceSpec::ResetRequest request;
+    bool has_tcp = false;
+    bool has_send = false;
+    bool has_expect = false;
+    for (auto& entry : entries(field, kResetKeys, "reset")) {
+      const Field& value = entry.value;
+      if (entry.name == "tcp") {
+        ReadySpec address;
+        read_tcp(value, address);
+        request.host = address.host;
+        request.port = address.port;
+        has_tcp = true;
+      } else if (entry.name == "send") {
+        request.send = text(value, "the text to send, e.g. \"FLUSHALL\\r\\n\"");
+        if (request.send.empty()) fail(value, "expected the text to send, found an empty string");
+        has_send = true;
+      } else if (entry.name == "expect") {
+        request.expect = text(value, "a regular expression the reply must contain");
+        if (request.expect.empty()) {
+          fail(value, "expected a regular expression, found an empty string");
+        }
+        check_pattern(value, request.expect);
+        has_expect = true;
+      } else {
+        request.timeout = duration(value);
+      }
+    }
+    for (auto [present, key] : {std::pair{has_tcp, "tcp"}, std::pair{has_send, "send"},
+                                std::pair{has_expect, "expect"}}) {
+      if (!present) {
+        fail(field.mark, field.key + "." + key,
+             std::string("missing key '") + key +
+                 "': a reset request is {tcp: HOST:PORT, send: TEXT, expect: PATTERN}, e.g. "
+                 "{tcp: \"127.0.0.1:${ports.redis}\", send: \"FLUSHALL\\r\\n\", expect: "
+                 "\"^\\\\+OK\"}");
+      }
+    }
+    return request;
   }
 
   void read_tcp(const Field& field, ReadySpec& spec) {
