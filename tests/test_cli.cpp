@@ -965,6 +965,44 @@ TEST_F(CliTest, ASecondRunOrUpIntoTheStateDirectoryOfARunningOneIsRefusedNamingI
   EXPECT_EQ(after.code, 0) << after.err;
 }
 
+TEST_F(CliTest, RunRecordsItsStackInTheStateFileWhileCmdRuns) {
+  roadie::testing::TempDir dir;
+  const fs::path state = dir.path() / "state";
+  Roadie roadie({"run", "-f", stack("good.yaml"), "--state", state.string(), "--", "/bin/sh", "-c",
+                 "\"$ROADIE\" status --state \"$ROADIE_STATE\"; cat \"$ROADIE_STATE/state.json\""},
+                {{"ROADIE", ROADIE_CLI}});
+  const pid_t pid = roadie.pid();
+  const Result result = roadie.finish();
+  EXPECT_EQ(result.code, 0) << result.err;
+  // What `status` (and a GoogleTest binary attaching through ROADIE_STATE) sees.
+  EXPECT_THAT(result.out, HasSubstr(stack("good.yaml") + ": supervisor pid " +
+                                    std::to_string(pid) + " running\n"));
+  EXPECT_THAT(result.out, ::testing::ContainsRegex("db +running +pid [0-9]+ +up [0-9]+ s +db=[0-9]+"));
+  EXPECT_THAT(result.out, ::testing::ContainsRegex("\"supervisor\": \\{\\s*\"pid\": " +
+                                                   std::to_string(pid) + ","));
+  EXPECT_FALSE(fs::exists(state / "state.json")) << "the state file outlived the run";
+}
+
+TEST_F(CliTest, DownStopsAForegroundUp) {
+  roadie::testing::TempDir dir;
+  const fs::path state = dir.path() / "state";
+  Roadie up({"up", "-f", stack("good.yaml"), "--state", state.string()});
+  ASSERT_TRUE(up.output().wait_for("^ROADIE_STATE=", 30s)) << up.output().excerpt();
+  const auto pids = ready_pids(up.output().text(roadie::Stream::err));
+  ASSERT_EQ(pids.size(), 3U);
+  const Result downed = roadie_cli({"down", "--state", state.string()});
+  EXPECT_EQ(downed.code, 0) << downed.err;
+  const Result result = up.finish();
+  EXPECT_EQ(result.code, 0) << result.err;
+  for (const char* name : {"db", "cache", "api"}) {
+    EXPECT_THAT(result.err, HasSubstr(std::string("roadie: stopped ") + name + " ("));
+  }
+  for (const auto& [name, pid] : pids) {
+    EXPECT_FALSE(roadie::testing::exists(pid)) << name << " (pid " << pid << ") survived";
+  }
+  EXPECT_FALSE(fs::exists(state / "state.json"));
+}
+
 TEST_F(CliTest, AForegroundUpHoldsItsStateDirectory) {
   roadie::testing::TempDir dir;
   const fs::path state = dir.path() / "state";

@@ -225,6 +225,33 @@ bool wait_gone(pid_t pid, std::uint64_t start_time, std::chrono::milliseconds ti
 
 }  // namespace
 
+// ---- the state file ---------------------------------------------------------
+
+StateFile stack_state(Stack& stack, const fs::path& file) {
+  StateFile state;
+  state.stack_file = fs::absolute(file).string();
+  state.stack_hash = file_hash(file);
+  state.supervisor_pid = ::getpid();
+  state.supervisor_start_time = process_start_time(::getpid()).value_or(0);
+  state.started_at = now_seconds();
+  for (const std::string& name : stack.service_names()) {
+    const StackService service = stack.service(name);
+    ServiceState entry;
+    entry.name = name;
+    entry.pid = service.pid;
+    entry.start_time = process_start_time(service.pid).value_or(0);
+    entry.started_at = state.started_at;
+    for (const auto& [port_name, port] : service.ports) entry.ports[port_name] = port.value();
+    entry.log = service.log_file.string();
+    if (const ServiceSpec* spec = stack.spec().find_service(name)) {
+      entry.stop_timeout_ms = spec->stop_timeout.count();
+      entry.stop_signal = spec->stop_signal;
+    }
+    state.services.push_back(std::move(entry));
+  }
+  return state;
+}
+
 // ---- up --detach -----------------------------------------------------------
 
 int up_detached(const StackRunOptions& options) {
@@ -388,27 +415,8 @@ int supervise(const SuperviseOptions& options) {
   httplib::Server server;
   std::thread serving;
   try {
-    state.stack_file = fs::absolute(options.file).string();
-    state.stack_hash = file_hash(options.file);
-    state.supervisor_pid = ::getpid();
-    state.supervisor_start_time = process_start_time(::getpid()).value_or(0);
-    state.started_at = now_seconds();
+    state = stack_state(stack, options.file);
     state.token = random_token();
-    for (const std::string& name : stack.service_names()) {
-      const StackService service = stack.service(name);
-      ServiceState entry;
-      entry.name = name;
-      entry.pid = service.pid;
-      entry.start_time = process_start_time(service.pid).value_or(0);
-      entry.started_at = state.started_at;
-      for (const auto& [port_name, port] : service.ports) entry.ports[port_name] = port.value();
-      entry.log = service.log_file.string();
-      if (const ServiceSpec* spec = stack.spec().find_service(name)) {
-        entry.stop_timeout_ms = spec->stop_timeout.count();
-        entry.stop_signal = spec->stop_signal;
-      }
-      state.services.push_back(std::move(entry));
-    }
     http_port.emplace(PortReservation::reserve("roadie-supervisor"));
     state.http_port = http_port->port().value();
     const std::string token = state.token;
@@ -487,16 +495,18 @@ int down(const DownOptions& options) {
   if (!options.quiet) warn_if_stack_file_changed("down", state->stack_file, state->stack_hash);
   const Ownership supervisor = ownership(state->supervisor_pid, state->supervisor_start_time);
   if (supervisor == Ownership::ours) {
-    // Through the supervisor: it tears down in dependency order.
-    httplib::Client client("127.0.0.1", state->http_port);
-    client.set_connection_timeout(5);
-    client.set_read_timeout(10);
-    auto result =
-        client.Post("/down", {{"Authorization", "Bearer " + state->token}}, "", "text/plain");
-    if (!result || result->status != 200) {
-      // The endpoint does not answer: the signal does the same.
-      ::kill(state->supervisor_pid, SIGTERM);
+    // Through the supervisor: it tears down in dependency order. A foreground
+    // `up` or `run` (no endpoint: port 0) tears down on SIGTERM.
+    bool asked = false;
+    if (state->http_port > 0) {
+      httplib::Client client("127.0.0.1", state->http_port);
+      client.set_connection_timeout(5);
+      client.set_read_timeout(10);
+      auto result =
+          client.Post("/down", {{"Authorization", "Bearer " + state->token}}, "", "text/plain");
+      asked = result && result->status == 200;
     }
+    if (!asked) ::kill(state->supervisor_pid, SIGTERM);  // the endpoint does not answer
     std::chrono::milliseconds grace{10'000};
     for (const auto& service : state->services)
       grace += std::chrono::milliseconds(service.stop_timeout_ms);
@@ -555,7 +565,8 @@ int status(const StatusOptions& options) {
   const Ownership supervisor = ownership(state->supervisor_pid, state->supervisor_start_time);
   std::cout << state->stack_file << ": supervisor pid " << state->supervisor_pid << " "
             << to_string(supervisor);
-  if (supervisor == Ownership::ours) std::cout << ", status on 127.0.0.1:" << state->http_port;
+  if (supervisor == Ownership::ours && state->http_port > 0)
+    std::cout << ", status on 127.0.0.1:" << state->http_port;
   std::cout << '\n';
   std::size_t width = 0;
   for (const auto& service : state->services) width = std::max(width, service.name.size());

@@ -39,6 +39,7 @@
 #include "roadie/runtime.hpp"
 #include "roadie/scheduler.hpp"
 #include "roadie/stack.hpp"
+#include "roadie/state.hpp"
 #include "state_lock.hpp"
 #include "verbs.hpp"
 
@@ -142,6 +143,41 @@ fs::path state_dir(const StackRunOptions& options) {
 
 // Which job failed and why (its message carries the exit status and the last
 // output lines), then what did not run because of it.
+state::StateFile stack_state(Stack& stack, const fs::path& file);  // detach.cpp
+
+namespace {
+
+// STATE/state.json for a stack this process keeps up (foreground `up`, `run`):
+// the same file a detached supervisor writes, with this process as the
+// supervisor and no endpoint (port 0), so that `status`, `logs` and `down`
+// (SIGTERM to us) reach it and a GoogleTest binary run as CMD attaches to it
+// through ROADIE_STATE. Removed when the stack is down.
+class RecordedState {
+ public:
+  RecordedState(Stack& stack, const fs::path& file, fs::path state_dir, const char* verb)
+      : state_dir_(std::move(state_dir)) {
+    try {
+      stack_state(stack, file).write(state_dir_);
+      written_ = true;
+    } catch (const std::exception& e) {
+      std::cerr << "roadie " << verb << ": " << e.what()
+                << "; status, logs and down will not see this stack\n";
+    }
+  }
+  RecordedState(const RecordedState&) = delete;
+  RecordedState& operator=(const RecordedState&) = delete;
+  ~RecordedState() {
+    std::error_code ignored;
+    if (written_) fs::remove(state::StateFile::path_in(state_dir_), ignored);
+  }
+
+ private:
+  fs::path state_dir_;
+  bool written_ = false;
+};
+
+}  // namespace
+
 void print_bring_up_failure(Stack& stack, const RunReport& report, const fs::path& logs) {
   std::string failed;
   std::string skipped;
@@ -413,6 +449,8 @@ int run(const RunOptions& options) {
     return signal != 0 ? kExitSignalBase + signal : kExitBringUpFailed;
   }
 
+  std::optional<RecordedState> recorded;
+  recorded.emplace(stack, options.file, state, "run");
   auto environment = stack.environment();
   environment["ROADIE_STATE"] = state.string();
   int error = 0;
@@ -436,6 +474,7 @@ int run(const RunOptions& options) {
               << "': " << std::generic_category().message(error) << '\n';
   }
   print_teardown(stack.down());
+  recorded.reset();
   return exit_code;
 }
 
@@ -465,6 +504,8 @@ int up(const StackRunOptions& options) {
     const int signal = interruption.received();
     return signal != 0 ? kExitSignalBase + signal : kExitBringUpFailed;
   }
+  std::optional<RecordedState> recorded;
+  recorded.emplace(stack, options.file, state, "up");
   for (const auto& [name, value] : stack.environment()) std::cout << name << '=' << value << '\n';
   std::cout << "ROADIE_STATE=" << state.string() << std::endl;
   std::cerr << "roadie: the stack is up; Ctrl-C (SIGINT) or SIGTERM tears it down\n";
@@ -474,6 +515,7 @@ int up(const StackRunOptions& options) {
   }
   std::cerr << "roadie: tearing down\n";
   print_teardown(stack.down());
+  recorded.reset();
   return kExitOk;
 }
 

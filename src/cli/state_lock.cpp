@@ -76,18 +76,9 @@ void StateLock::record(pid_t pid, const char* verb, const fs::path& stack_file) 
 }
 
 std::string describe_running(const fs::path& state_dir) {
-  std::string text = "a stack is already running in " + state_dir.string();
-  try {
-    // A killed supervisor's state file may still be there under a live
-    // foreground run: it names the holder only while its supervisor runs.
-    auto state = state::StateFile::read(state_dir);
-    if (state && state::ownership(state->supervisor_pid, state->supervisor_start_time) ==
-                     state::Ownership::ours) {
-      return text + ": " + state->stack_file + " (supervisor pid " +
-             std::to_string(state->supervisor_pid) + ")";
-    }
-  } catch (const std::exception&) {
-  }
+  const std::string text = "a stack is already running in " + state_dir.string();
+  // The lock's record names the holder (the state file may be a killed
+  // supervisor's, left behind under a live foreground run).
   std::ifstream in(state_dir / "lock");
   std::string line;
   std::getline(in, line);
@@ -96,10 +87,17 @@ std::string describe_running(const fs::path& state_dir) {
   std::string verb;
   std::string file;
   if (record >> pid >> verb && std::getline(record >> std::ws, file) && !file.empty()) {
-    const std::string who = verb == "__supervise"
-                                ? "supervisor pid "
-                                : "roadie " + verb + ", pid ";
-    text += ": " + file + " (" + who + pid + ")";
+    const std::string who = verb == "__supervise" ? "supervisor pid " : "roadie " + verb + ", pid ";
+    return text + ": " + file + " (" + who + pid + ")";
+  }
+  try {
+    auto state = state::StateFile::read(state_dir);
+    if (state && state::ownership(state->supervisor_pid, state->supervisor_start_time) ==
+                     state::Ownership::ours) {
+      return text + ": " + state->stack_file + " (supervisor pid " +
+             std::to_string(state->supervisor_pid) + ")";
+    }
+  } catch (const std::exception&) {
   }
   return text;
 }
