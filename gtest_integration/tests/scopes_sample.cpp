@@ -9,12 +9,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "roadie/gtest.hpp"
 
@@ -266,6 +268,38 @@ TEST_F(PerTest, DiesWithSampleKill) {
   if (env("SAMPLE_KILL").empty()) GTEST_SKIP() << "only with SAMPLE_KILL";
   ASSERT_EQ(::kill(own.pid(), SIGKILL), 0);
   EXPECT_TRUE(eventually([&] { return service("own").death().has_value(); }));
+}
+
+// SAMPLE_KILL: four threads read the service (the accessors are thread-safe)
+// while it is killed and its death recorded from the event loop.
+TEST_F(PerTest, AccessorsFromThreadsWhileItDies) {
+  if (env("SAMPLE_KILL").empty()) GTEST_SKIP() << "only with SAMPLE_KILL";
+  roadie::gtest::Service own_service = service("own");
+  std::atomic<bool> done{false};
+  std::atomic<long> reads{0};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) {
+    readers.emplace_back([&] {
+      while (!done) {
+        (void)own_service.alive();
+        (void)own_service.death();
+        try {
+          (void)own_service.port();
+          (void)own_service.pid();
+          (void)roadie::gtest::service("own").last_lines(5);
+        } catch (const roadie::Error&) {  // the death, once recorded
+        }
+        ++reads;
+      }
+    });
+  }
+  std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(::kill(own.pid(), SIGKILL), 0);
+  EXPECT_TRUE(eventually([&] { return own_service.death().has_value(); }));
+  std::this_thread::sleep_for(20ms);
+  done = true;
+  for (auto& reader : readers) reader.join();
+  append("reads.txt", std::to_string(reads.load()));
 }
 
 // started() on an executor the test holds itself.

@@ -349,6 +349,21 @@ TEST_F(GtestScopes, ATestServiceThatDiesFailsItsTest) {
                         "(SIGKILL) during PerTest.DiesWithSampleKill"));
 }
 
+TEST_F(GtestScopes, ServiceAccessorsAreSafeFromThreadsWhileTheServiceDies) {
+  auto env = child_env(dir.path());
+  env["SAMPLE_KILL"] = "1";
+  // Ten rounds (under TSan a race in the death path fails the sample).
+  for (int round = 0; round < 10; ++round) {
+    SampleRun run = run_sample({"--gtest_filter=PerTest.AccessorsFromThreadsWhileItDies"}, env);
+    EXPECT_EQ(run.exit_code, 1) << run.all();
+    EXPECT_THAT(run.all(), HasSubstr("service 'own' (test scope, "
+                                     "PerTest.AccessorsFromThreadsWhileItDies) killed by signal 9"));
+    EXPECT_THAT(run.all(), Not(HasSubstr("ThreadSanitizer")));
+    if (HasFailure()) break;
+  }
+  EXPECT_EQ(lines_of(dir.path() / "reads.txt").size(), 10u);
+}
+
 TEST_F(GtestScopes, StartedStartsForTheScopeOnly) {
   SampleRun run = run_sample({"--gtest_filter=Scopes.*"}, child_env(dir.path()));
   EXPECT_EQ(run.exit_code, 0) << run.all();
