@@ -20,41 +20,17 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.hpp"
+
 namespace {
 
+using roadie::bench::median;
+
+double bench_ms(std::vector<std::string> args, bool quiet = false) {
+  return roadie::bench::must_run_ms("bench_cli", std::move(args), quiet);
+}
+
 using Clock = std::chrono::steady_clock;
-
-// fork, exec (PATH lookup), wait; stdout and stderr to /dev/null when `quiet`.
-double fork_exec_wait_ms(std::vector<std::string> args, bool quiet = false) {
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  const auto start = Clock::now();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (quiet) {
-      const int null = ::open("/dev/null", O_WRONLY);
-      ::dup2(null, 1);
-      ::dup2(null, 2);
-    }
-    ::execvp(argv[0], argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-  }
-  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::fprintf(stderr, "bench_cli: %s failed (status %d)\n", args[0].c_str(), status);
-    std::exit(1);
-  }
-  return ms;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 }  // namespace
 
@@ -72,12 +48,12 @@ int main(int argc, char** argv) {
 
   const std::vector<std::string> help = {ROADIE_CLI, "--help"};
 
-  fork_exec_wait_ms(run, true);  // warm the page cache
+  bench_ms(run, true);  // warm the page cache
   std::vector<double> floor, roadie, loading;
   for (int i = 0; i < rounds; ++i) {
-    floor.push_back(fork_exec_wait_ms({"true"}));
-    roadie.push_back(fork_exec_wait_ms(run, true));
-    loading.push_back(fork_exec_wait_ms(help, true));
+    floor.push_back(bench_ms({"true"}));
+    roadie.push_back(bench_ms(run, true));
+    loading.push_back(bench_ms(help, true));
   }
   std::filesystem::remove_all(dir);
   const double f = median(floor), r = median(roadie), l = median(loading);

@@ -19,9 +19,13 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.hpp"
+
 #include "roadie/ports.hpp"
 
 namespace {
+
+using roadie::bench::median;
 
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
@@ -29,29 +33,7 @@ namespace fs = std::filesystem;
 // fork, exec (PATH lookup), wait; stdout and stderr to /dev/null. Exits the
 // benchmark when the command fails.
 double run_ms(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  const auto start = Clock::now();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    for (const auto& entry : env) ::putenv(const_cast<char*>(entry.c_str()));
-    const int null = ::open("/dev/null", O_WRONLY);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    ::execvp(argv[0], argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-  }
-  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::fprintf(stderr, "bench_cli_stack: %s %s failed (status %d)\n", args[0].c_str(),
-                 args.size() > 1 ? args[1].c_str() : "", status);
-    std::exit(1);
-  }
-  return ms;
+  return roadie::bench::must_run_ms("bench_cli_stack", std::move(args), true, env);
 }
 
 bool on_path(const std::string& program) {
@@ -63,11 +45,6 @@ bool on_path(const std::string& program) {
     start = end + 1;
   }
   return false;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace

@@ -78,12 +78,14 @@ class Guard : public ::testing::EmptyTestEventListener {
       for (const auto& watched : set->services()) {
         check_attached(*watched);
         if (auto death = watched->death_text()) {
-          {
-            std::lock_guard lock(watched->mutex);
-            watched->death_reported = true;
-          }
-          fail_now("service '" + watched->name + "' (" + to_string(watched->scope) + " scope, " +
-                   watched->label + ") " + *death + "; this test needs it, so it did not run");
+          // The first report of a death (one between tests) carries its
+          // last lines; the later ones only name it.
+          const std::string what =
+              watched->take_unreported_death()
+                  ? watched->describe_death(*death)
+                  : "service '" + watched->name + "' (" + to_string(watched->scope) + " scope, " +
+                        watched->label + ") " + *death;
+          fail_now(what + "; this test needs it, so it did not run");
           return;
         }
       }
@@ -115,15 +117,9 @@ class Guard : public ::testing::EmptyTestEventListener {
     for (Set* set : sets_now()) {
       for (const auto& watched : set->services()) {
         check_attached(*watched);
-        std::optional<std::string> death;
-        {
-          std::lock_guard lock(watched->mutex);
-          if (watched->death && !watched->death_reported) {
-            watched->death_reported = true;
-            death = watched->death;
-          }
+        if (auto death = watched->take_unreported_death()) {
+          ADD_FAILURE() << watched->describe_death(*death);
         }
-        if (death) ADD_FAILURE() << watched->describe_death(*death);
       }
     }
     std::lock_guard lock(registry().mutex);
@@ -264,6 +260,13 @@ bool Watched::record_death(std::string text) {
   if (death) return false;
   death = std::move(text);
   return true;
+}
+
+std::optional<std::string> Watched::take_unreported_death() {
+  std::lock_guard lock(mutex);
+  if (!death || death_reported) return std::nullopt;
+  death_reported = true;
+  return death;
 }
 
 std::optional<std::string> Watched::death_text() const {
@@ -451,15 +454,9 @@ std::vector<std::string> Set::down() {
   std::vector<std::string> problems;
   for (const auto& watched : services_) {
     check_attached(*watched);
-    std::optional<std::string> death;
-    {
-      std::lock_guard lock(watched->mutex);
-      if (watched->death && !watched->death_reported) {
-        watched->death_reported = true;
-        death = watched->death;
-      }
+    if (auto death = watched->take_unreported_death()) {
+      problems.push_back(watched->describe_death(*death));
     }
-    if (death) problems.push_back(watched->describe_death(*death));
   }
   for (const auto& watched : services_) watched->watching.reset();
   for (auto it = owned_.rbegin(); it != owned_.rend(); ++it) {

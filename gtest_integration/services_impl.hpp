@@ -56,6 +56,8 @@ struct Watched {
   /// Records a death once (the first one wins); returns whether it was new.
   bool record_death(std::string text);
   std::optional<std::string> death_text() const;
+  /// The death, once: marks it reported (nothing when none, or reported).
+  std::optional<std::string> take_unreported_death();
   bool alive() const;
   std::string last_lines(std::size_t n) const;
   /// The whole message for a test result.

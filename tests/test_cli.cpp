@@ -750,36 +750,7 @@ bool gone_within(pid_t pid, std::chrono::seconds timeout) {
   return true;
 }
 
-// Our children but the runtime's watchdog: what we adopted from a detached
-// supervisor (itself, its watchdog). Waits (bounded) for them to end and
-// reaps them, so that NoLeaks reports only what really stays.
-void reap_adopted(std::chrono::seconds timeout = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    bool left = false;
-    for (const auto& entry : fs::directory_iterator("/proc")) {
-      const std::string name = entry.path().filename().string();
-      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      const pid_t pid = std::stoi(name);
-      if (pid == roadie::Runtime::global().watchdog_pid()) continue;
-      const std::string stat = read_file(entry.path() / "stat");
-      const auto close = stat.rfind(')');
-      if (close == std::string::npos) continue;
-      std::istringstream fields(stat.substr(close + 1));
-      char state = 0;
-      pid_t parent = 0;
-      fields >> state >> parent;
-      if (parent != ::getpid()) continue;
-      if (state == 'Z') {
-        ::waitpid(pid, nullptr, 0);
-      } else {
-        left = true;
-      }
-    }
-    if (!left || std::chrono::steady_clock::now() > deadline) return;
-    std::this_thread::sleep_for(10ms);
-  }
-}
+using roadie::testing::reap_adopted;
 
 struct Recorded {
   pid_t supervisor = -1;
@@ -841,47 +812,22 @@ std::pair<int, std::string> http_get(int port, const std::string& path,
 // that was running when they started, the orphans re-parented to it).
 Result roadie_plain(std::vector<std::string> args, const fs::path& dir,
                     const std::vector<std::string>& extra_env = {}) {
-  static int serial = 0;
-  const std::string out = (dir / ("out." + std::to_string(++serial))).string();
-  const std::string err = out + ".err";
   args.insert(args.begin(), ROADIE_CLI);
-  std::vector<std::string> environment;
-  for (char** entry = environ; *entry != nullptr; ++entry) {
-    const std::string text = *entry;
-    if (text.rfind("CHILD_", 0) != 0 && text.rfind("NO_COLOR=", 0) != 0)
-      environment.push_back(text);
+  std::map<std::string, std::string> env;
+  for (const std::string& entry : extra_env) {
+    env[entry.substr(0, entry.find('='))] = entry.substr(entry.find('=') + 1);
   }
-  environment.insert(environment.end(), extra_env.begin(), extra_env.end());
   for (const char* name :
        {"child_listen", "child_banner", "child_exit", "child_idle", "child_daemon"}) {
     std::string upper = name;
     for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    environment.push_back(upper + "=" + child(name));
+    env.emplace(upper, child(name));
   }
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (auto& entry : environment) envp.push_back(entry.data());
-  envp.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const int n = ::open("/dev/null", O_RDONLY);
-    ::dup2(n, 0);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
+  const roadie::testing::PlainRun run = roadie::testing::run_plain(args, env, dir, {"NO_COLOR"});
   Result result;
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-  result.out = read_file(out);
-  result.err = read_file(err);
+  result.code = run.code;
+  result.out = run.out;
+  result.err = run.err;
   return result;
 }
 
@@ -1181,20 +1127,7 @@ TEST_F(CliDetachTest, LogsFollowPrintsUntilTheServiceStops) {
   EXPECT_THAT(followed.out, HasSubstr("api up"));
 }
 
-// Processes whose environment carries a marker of the runtime of process
-// `owner` (markers are "<pid>.<random>"): what that process's runtime started.
-std::vector<pid_t> marked_by(pid_t owner) {
-  const std::string needle = "ROADIE_SUPERVISOR=" + std::to_string(owner) + ".";
-  std::vector<pid_t> found;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "environ", std::ios::binary);
-    std::string environ((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (environ.find(needle) != std::string::npos) found.push_back(std::stoi(name));
-  }
-  return found;
-}
+using roadie::testing::marked_by;
 
 // Each way of dying of the detached supervisor (a graceful SIGINT, SIGTERM or
 // SIGHUP: it tears down; SIGKILL, SIGSEGV, SIGABRT: its runtime's watchdog

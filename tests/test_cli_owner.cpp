@@ -39,20 +39,7 @@ std::string read_file(const fs::path& file) {
   return text.str();
 }
 
-// Processes whose environment carries a marker of the runtime of process
-// `owner` (markers are "<pid>.<random>"): what that process's runtime started.
-std::vector<pid_t> marked_by(pid_t owner) {
-  const std::string needle = "ROADIE_SUPERVISOR=" + std::to_string(owner) + ".";
-  std::vector<pid_t> found;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "environ", std::ios::binary);
-    std::string environ((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (environ.find(needle) != std::string::npos) found.push_back(std::stoi(name));
-  }
-  return found;
-}
+using roadie::testing::marked_by;
 
 // The pids in "HH:MM:SS.mmm NAME ready in X s (pid N)" progress lines.
 std::map<std::string, pid_t> ready_pids(const roadie::Output& output) {

@@ -7,9 +7,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -157,14 +159,16 @@ void NoLeaks::TearDown() {
 
 PlainRun run_plain(const std::vector<std::string>& argv,
                    const std::map<std::string, std::string>& env,
-                   const std::filesystem::path& scratch) {
+                   const std::filesystem::path& scratch, const std::vector<std::string>& unset) {
   static std::atomic<int> serial{0};
   const std::string out = (scratch / ("plain." + std::to_string(++serial) + ".out")).string();
   const std::string err = out + ".err";
   std::vector<std::string> environment;
   for (char** entry = environ; *entry != nullptr; ++entry) {
     const std::string text = *entry;
-    if (!env.contains(text.substr(0, text.find('=')))) environment.push_back(text);
+    const std::string name = text.substr(0, text.find('='));
+    if (env.contains(name) || std::find(unset.begin(), unset.end(), name) != unset.end()) continue;
+    environment.push_back(text);
   }
   for (const auto& [name, value] : env) environment.push_back(name + "=" + value);
   std::vector<std::string> args = argv;
@@ -199,6 +203,19 @@ PlainRun run_plain(const std::vector<std::string>& argv,
   run.out = slurp(out);
   run.err = slurp(err);
   return run;
+}
+
+std::vector<pid_t> marked_by(pid_t owner) {
+  const std::string needle = "ROADIE_SUPERVISOR=" + std::to_string(owner) + ".";
+  std::vector<pid_t> found;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "environ", std::ios::binary);
+    std::string environ_text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (environ_text.find(needle) != std::string::npos) found.push_back(std::stoi(name));
+  }
+  return found;
 }
 
 void reap_adopted(std::chrono::seconds timeout) {

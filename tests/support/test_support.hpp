@@ -95,11 +95,17 @@ struct PlainRun {
 
 /// Runs argv with a plain fork/exec and waits for it: not through roadie, so
 /// what it leaves running on purpose (a detached supervisor, re-parented to
-/// this subreaper) is not stopped with it. Its environment is ours with
-/// `env` set over it; stdout and stderr go through files in `scratch`.
+/// this subreaper) is not stopped with it. Its environment is ours without
+/// the variables named in `unset` and with `env` set over it; stdout and
+/// stderr go through files in `scratch`.
 PlainRun run_plain(const std::vector<std::string>& argv,
                    const std::map<std::string, std::string>& env,
-                   const std::filesystem::path& scratch);
+                   const std::filesystem::path& scratch,
+                   const std::vector<std::string>& unset = {});
+
+/// Processes whose environment carries a marker of the runtime of process
+/// `owner` (markers are "<pid>.<random>"): what that process's runtime started.
+std::vector<pid_t> marked_by(pid_t owner);
 
 /// Waits (bounded) until no child of this process but the runtime's watchdog
 /// is left running, reaping the zombies among them: what was adopted from a
