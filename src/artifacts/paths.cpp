@@ -1,4 +1,5 @@
 // The artifacts root, safe names, and each test's directory.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -98,14 +99,42 @@ std::string utc_timestamp(std::chrono::system_clock::time_point time) {
   return text;
 }
 
+namespace {
+// readdir below `dir` (d_type, no stat unless the filesystem leaves the type
+// unknown); links are listed, never followed. `prefix` is the relative path.
+void list_into(int dir_fd, const std::string& prefix, std::vector<std::string>& files, int depth) {
+  DIR* dir = ::fdopendir(dir_fd);
+  if (dir == nullptr) {
+    ::close(dir_fd);
+    return;
+  }
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string_view name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    unsigned char type = entry->d_type;
+    if (type == DT_UNKNOWN) {
+      struct stat info {};
+      if (::fstatat(::dirfd(dir), entry->d_name, &info, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      type = S_ISDIR(info.st_mode) ? DT_DIR : DT_REG;
+    }
+    std::string relative = prefix.empty() ? std::string(name) : prefix + "/" + std::string(name);
+    if (type != DT_DIR) {
+      files.push_back(std::move(relative));
+      continue;
+    }
+    if (depth >= 32) continue;  // deeper than any test writes: not followed
+    const int child = ::openat(::dirfd(dir), entry->d_name,
+                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (child >= 0) list_into(child, relative, files, depth + 1);
+  }
+  ::closedir(dir);
+}
+}  // namespace
+
 std::vector<std::string> list_files(const fs::path& dir) {
   std::vector<std::string> files;
-  std::error_code error;
-  fs::recursive_directory_iterator it(dir, fs::directory_options::none, error), end;
-  for (; !error && it != end; it.increment(error)) {
-    if (it->is_directory(error)) continue;
-    files.push_back(it->path().lexically_relative(dir).generic_string());
-  }
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) list_into(fd, "", files, 0);
   std::sort(files.begin(), files.end());
   return files;
 }

@@ -58,12 +58,13 @@ class Timeline final : public Plugin {
                {"dur", now_us() - begin},  {"pid", 1},   {"tid", static_cast<int>(row)}};
     if (!colour.empty()) event["cname"] = std::string(colour);
     if (!args.is_null()) event["args"] = std::move(args);
-    trace_.push_back(std::move(event));
+    trace_.push_back(event.dump(-1, ' ', false, json::error_handler_t::replace));
   }
 
   void instant(Row row, std::string name, json args) {
     trace_.push_back(json{{"name", std::move(name)}, {"ph", "i"}, {"s", "t"}, {"ts", now_us()},
-                          {"pid", 1}, {"tid", static_cast<int>(row)}, {"args", std::move(args)}});
+                          {"pid", 1}, {"tid", static_cast<int>(row)}, {"args", std::move(args)}}
+                         .dump(-1, ' ', false, json::error_handler_t::replace));
   }
 
   void on_service_starting(EventContext& e) {
@@ -155,9 +156,23 @@ class Timeline final : public Plugin {
       events.push_back(json{{"name", "thread_name"}, {"ph", "M"}, {"pid", 1},
                             {"tid", static_cast<int>(row)}, {"args", {{"name", label}}}});
     }
-    for (const json& event : trace_) events.push_back(event);
-    json trace{{"traceEvents", std::move(events)}, {"displayTimeUnit", "ms"}};
-    write_atomically(file_, trace.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+    // The events are kept as their JSON text (made once, when they happen):
+    // the file is their concatenation, not a document built again and
+    // printed at every write.
+    std::string text = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[";
+    bool first = true;
+    for (const json& event : events) {
+      text += first ? "\n" : ",\n";
+      text += event.dump(-1, ' ', false, json::error_handler_t::replace);
+      first = false;
+    }
+    for (const std::string& event : trace_) {
+      text += first ? "\n" : ",\n";
+      text += event;
+      first = false;
+    }
+    text += "\n]}\n";
+    write_atomically(file_, text);
   }
 
   fs::path root_;
@@ -165,7 +180,7 @@ class Timeline final : public Plugin {
   std::shared_ptr<ArtifactPaths> paths_;
   fs::path file_;
   std::mutex mutex_;
-  std::vector<json> trace_;
+  std::vector<std::string> trace_;  // each event's JSON text
   std::map<std::string, double> starting_;
   std::map<std::string, double> running_;
   std::map<std::string, double> jobs_;
