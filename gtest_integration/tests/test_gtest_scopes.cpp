@@ -57,8 +57,9 @@ std::map<std::string, std::string> child_env(const fs::path& dir) {
           {"ROADIE_ARTIFACTS_DIR", (dir / "artifacts").string()}};
 }
 
-roadie::Executor sample(std::vector<std::string> args, std::map<std::string, std::string> env) {
-  std::vector<std::string> argv{ROADIE_SCOPES_SAMPLE};
+roadie::Executor sample(std::vector<std::string> args, std::map<std::string, std::string> env,
+                        const char* binary = ROADIE_SCOPES_SAMPLE) {
+  std::vector<std::string> argv{binary};
   argv.insert(argv.end(), args.begin(), args.end());
   roadie::ExecutorOptions options;
   options.env = std::move(env);
@@ -66,8 +67,9 @@ roadie::Executor sample(std::vector<std::string> args, std::map<std::string, std
   return roadie::Executor(roadie::Command(argv), options);
 }
 
-SampleRun run_sample(std::vector<std::string> args, std::map<std::string, std::string> env) {
-  roadie::Executor process = sample(std::move(args), std::move(env));
+SampleRun run_sample(std::vector<std::string> args, std::map<std::string, std::string> env,
+                     const char* binary = ROADIE_SCOPES_SAMPLE) {
+  roadie::Executor process = sample(std::move(args), std::move(env), binary);
   process.start();
   auto status = process.wait_for_exit(60s);
   SampleRun run;
@@ -119,6 +121,22 @@ TEST_F(GtestScopes, StoppedOnASessionServiceStopsItAndStartsItAgainWithoutADeath
   EXPECT_EQ(run.exit_code, 0) << run.all();  // the port refused inside, accepted after
   EXPECT_THAT(run.all(), Not(HasSubstr("killed by signal"))) << "a stop taken for a death";
   EXPECT_EQ(lines_of(dir.path() / "web.starts").size(), 2u) << "the bring-up and the restart";
+}
+
+TEST_F(GtestScopes, AStackMadeInCodeWithACppResetServesTheSession) {
+  SampleRun run = run_sample({}, child_env(dir.path()), ROADIE_CODE_SAMPLE);
+  EXPECT_EQ(run.exit_code, 0) << run.all();
+  const auto pids = lines_of(dir.path() / "code.pids");
+  ASSERT_EQ(pids.size(), 2u);
+  EXPECT_EQ(pids[0], pids[1]);
+  const auto resets = lines_of(dir.path() / "code.resets");
+  ASSERT_EQ(resets.size(), 2u) << "the C++ reset runs before each test";
+  EXPECT_THAT(resets[0], ::testing::StartsWith("reset web "));
+  EXPECT_FALSE(roadie::testing::exists(std::stoi(pids[0])));
+  // Listing starts nothing here either.
+  run = run_sample({"--gtest_list_tests"}, child_env(dir.path()), ROADIE_CODE_SAMPLE);
+  EXPECT_EQ(run.exit_code, 0) << run.all();
+  EXPECT_EQ(lines_of(dir.path() / "code.resets").size(), 2u);
 }
 
 TEST_F(GtestScopes, ServiceNamesEveryServiceInReachWhenTheNameIsUnknown) {
