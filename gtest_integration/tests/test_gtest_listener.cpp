@@ -158,6 +158,39 @@ TEST_F(GtestListener, RepeatsGetTheirOwnDirectoryAndManifestEntry) {
   }
 }
 
+TEST_F(GtestListener, ShardsRunningAtOnceIntoOneRootLoseNothing) {
+  roadie::testing::TempDir tmp;
+  const fs::path root = tmp.path() / "artifacts";
+  // Two shards at once, each repeating twice, all into one root: four
+  // processes' worth of directories and manifest entries meet there.
+  std::vector<std::string> argv{ROADIE_GTEST_SAMPLE, "--gtest_repeat=2"};
+  std::vector<roadie::Executor> shards;
+  for (int index = 0; index < 2; ++index) {
+    roadie::ExecutorOptions options;
+    options.env = {{"ROADIE_ARTIFACTS_DIR", root.string()},
+                   {"GTEST_TOTAL_SHARDS", "2"},
+                   {"GTEST_SHARD_INDEX", std::to_string(index)}};
+    shards.emplace_back(roadie::Command(argv), options);
+  }
+  for (auto& shard : shards) shard.start();
+  for (auto& shard : shards) {
+    auto status = shard.wait_for_exit(std::chrono::seconds(60));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(status->success()) << shard.output().excerpt();
+  }
+  auto entries = entries_of(root);
+  ASSERT_EQ(entries.size(), 5u) << slurp(root / "manifest.json");
+  std::set<std::string> dirs;
+  for (const auto& [test, runs] : entries) {
+    ASSERT_EQ(runs.size(), 2u) << test;
+    for (const json& entry : runs) {
+      EXPECT_TRUE(dirs.insert(entry.at("dir").get<std::string>()).second) << "shared " << entry;
+      EXPECT_TRUE(fs::is_directory(root / entry.at("dir").get<std::string>())) << entry;
+    }
+  }
+  EXPECT_EQ(test_dirs(root).size(), 10u);
+}
+
 TEST_F(GtestListener, TheXmlReportHasARoadieArtifactPropertyPerFile) {
   roadie::testing::TempDir tmp;
   const fs::path root = tmp.path() / "artifacts";
