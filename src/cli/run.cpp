@@ -8,6 +8,7 @@
 // token) instead of killing roadie with services running. The library resets
 // the mask in every service it spawns; CMD gets the same through
 // posix_spawn's attributes.
+#include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
@@ -362,8 +363,14 @@ int run_alone(const RunOptions& options, const fs::path& state) {
   ::sigemptyset(&empty);
   const pid_t parent = ::getpid();
   // vfork: the parent waits until CMD is executed (or failed to be); the
-  // child only makes system calls, and reports a failed exec in `error`.
-  volatile int error = 0;
+  // child only makes system calls. A failed exec's errno comes back through
+  // a close-on-exec pipe (nothing on it: the exec happened), not through
+  // shared memory: ThreadSanitizer turns vfork into fork, where a variable
+  // the child writes is never seen by the parent (the message was empty).
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) {
+    throw std::system_error(errno, std::generic_category(), "starting CMD");
+  }
   const pid_t pid = ::vfork();
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -371,10 +378,21 @@ int run_alone(const RunOptions& options, const fs::path& state) {
     for (int number : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::signal(number, SIG_DFL);
     ::sigprocmask(SIG_SETMASK, &empty, nullptr);
     ::execvpe(arg_pointers[0], arg_pointers.data(), env_pointers.data());
-    error = errno;
+    const int failure = errno;
+    (void)!::write(report[1], &failure, sizeof failure);
     ::_exit(kExitCannotExecute);
   }
-  if (pid < 0) throw std::system_error(errno, std::generic_category(), "starting CMD");
+  const int spawn_errno = errno;
+  ::close(report[1]);
+  int error = 0;
+  if (pid >= 0) {
+    ssize_t n;
+    while ((n = ::read(report[0], &error, sizeof error)) < 0 && errno == EINTR) {
+    }
+    if (n != static_cast<ssize_t>(sizeof error)) error = 0;
+  }
+  ::close(report[0]);
+  if (pid < 0) throw std::system_error(spawn_errno, std::generic_category(), "starting CMD");
   if (error != 0) {
     while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
