@@ -122,12 +122,13 @@ void StackEnvironment::Impl::attach(const fs::path& state_dir) {
     }
   }
   spec = substitute_ports(spec, all_ports);
-  HookBus* bus = options.stack.bus != nullptr ? options.stack.bus : detail::installed_bus();
-  if (bus != nullptr && spec.plugins.present) bus->configure_plugins_text(read_text(file), file.string());
-
   std::vector<std::string> names;
   for (const state::ServiceState& service : recorded->services) names.push_back(service.name);
   check_resets(names);
+  // The plugins last, once nothing can fail any more: a refused attach must
+  // not leave them on the bus.
+  HookBus* bus = options.stack.bus != nullptr ? options.stack.bus : detail::installed_bus();
+  if (bus != nullptr && spec.plugins.present) bus->configure_plugins_text(read_text(file), file.string());
   set = std::make_unique<detail::Set>(Scope::session, "session, attached to " + state_dir.string());
   set->set_test_lock(state_dir / "tests.lock");
   for (const state::ServiceState& service : recorded->services) {

@@ -73,6 +73,19 @@ class Guard : public ::testing::EmptyTestEventListener {
       std::lock_guard lock(registry().mutex);
       registry().current_test = std::string(info.test_suite_name()) + "." + info.name();
     }
+    // GoogleTest also "starts" the tests it only skips (a failed
+    // SetUpTestSuite, --gtest_fail_fast after a failure): no reset, no lock,
+    // no failure for those.
+    if (only_skipped()) {
+      skipping_ = true;
+      return;
+    }
+    skipping_ = false;
+    // The lock (attached stacks with resets) and the log windows' starts,
+    // for every shared set, before anything below can end this early.
+    for (Set* set : sets_now()) {
+      if (set->scope() != Scope::test) set->begin_test();
+    }
     for (Set* set : sets_now()) {
       if (set->scope() == Scope::test) continue;  // comes up in the fixture, after this
       for (const auto& watched : set->services()) {
@@ -93,13 +106,15 @@ class Guard : public ::testing::EmptyTestEventListener {
     // Shared services are cleaned before each test.
     for (Set* set : sets_now()) {
       if (set->scope() == Scope::test) continue;
-      set->begin_test();
       for (const auto& watched : set->services()) {
         if (!watched->has_reset()) continue;
         try {
           run_reset(watched);
         } catch (const std::exception& e) {
           fail_now(e.what());
+          return;
+        } catch (...) {
+          fail_now("the reset of service '" + watched->name + "' threw an exception that is not a std::exception");
           return;
         }
       }
@@ -110,6 +125,11 @@ class Guard : public ::testing::EmptyTestEventListener {
     // Runs before GoogleTest prints the result (end events run in reverse
     // order of the listeners), while the test is still the current one, and
     // before the bus listener's finish_test lists the test's files.
+    if (skipping_) {
+      std::lock_guard lock(registry().mutex);
+      registry().current_test.clear();
+      return;
+    }
     const std::optional<std::filesystem::path> artifact_dir = current_artifact_dir();
     for (Set* set : sets_now()) {
       if (set->scope() != Scope::test) set->end_test(artifact_dir);
@@ -130,6 +150,18 @@ class Guard : public ::testing::EmptyTestEventListener {
   // A fatal failure in OnTestStart: GoogleTest then never runs the test's
   // SetUp nor its body, and reports the test failed with this message.
   static void fail_now(const std::string& message) { GTEST_FAIL() << message; }
+
+  // Whether GoogleTest announces a test it is about to skip without running
+  // (TestInfo::Skip): its suite's SetUpTestSuite failed, or --gtest_fail_fast
+  // is on and a test failed already.
+  static bool only_skipped() {
+    const ::testing::UnitTest& unit = *::testing::UnitTest::GetInstance();
+    const ::testing::TestSuite* suite = unit.current_test_suite();
+    if (suite != nullptr && suite->ad_hoc_test_result().Failed()) return true;
+    return GTEST_FLAG_GET(fail_fast) && unit.failed_test_count() > 0;
+  }
+
+  bool skipping_ = false;
 };
 
 void ensure_guard() {
@@ -228,6 +260,9 @@ void run_reset(const std::shared_ptr<Watched>& shared) {
       watched.reset(make_service(shared));
     } catch (const std::exception& e) {
       throw Error("the reset of service '" + watched.name + "' failed: " + e.what());
+    } catch (...) {
+      throw Error("the reset of service '" + watched.name +
+                  "' failed: it threw an exception that is not a std::exception");
     }
     return;
   }
@@ -275,13 +310,13 @@ std::optional<std::string> Watched::death_text() const {
 }
 
 bool Watched::alive() const {
-  if (death_text()) return false;
+  if (gone.load() || death_text()) return false;
   if (executor != nullptr) return executor->running();
   return state::ownership(attached_pid, attached_start_time) == state::Ownership::ours;
 }
 
 std::string Watched::last_lines(std::size_t n) const {
-  if (executor != nullptr) {
+  if (executor != nullptr && !gone.load()) {
     try {
       return executor->output().excerpt(n);
     } catch (const std::exception&) {
@@ -391,41 +426,45 @@ void Set::up() {
   for (const auto& watched : services_) {
     if (watched->owned && !watched->executor->running()) starting.push_back(watched.get());
   }
+  // The first failure cancels the starts still under way (start() with a
+  // stop token: the process gets its stop escalation, Cancelled is thrown).
   std::vector<std::exception_ptr> errors(starting.size());
-  if (starting.size() == 1) {
+  std::stop_source cancel;
+  auto start_one = [&](std::size_t i) {
     try {
-      starting[0]->executor->start();
+      starting[i]->executor->start(cancel.get_token());
     } catch (...) {
-      errors[0] = std::current_exception();
+      errors[i] = std::current_exception();
+      cancel.request_stop();
     }
+  };
+  if (starting.size() == 1) {
+    start_one(0);
   } else if (!starting.empty()) {
     std::vector<std::jthread> threads;
     threads.reserve(starting.size());
-    for (std::size_t i = 0; i < starting.size(); ++i) {
-      threads.emplace_back([&, i] {
-        try {
-          starting[i]->executor->start();
-        } catch (...) {
-          errors[i] = std::current_exception();
-        }
-      });
-    }
+    for (std::size_t i = 0; i < starting.size(); ++i) threads.emplace_back(start_one, i);
   }
   std::string failure;
   for (std::size_t i = 0; i < starting.size(); ++i) {
     if (!errors[i]) continue;
     try {
       std::rethrow_exception(errors[i]);
+    } catch (const Cancelled&) {  // stopped because another one failed
     } catch (const std::exception& e) {
       if (!failure.empty()) failure += "\n";
       failure += "service '" + starting[i]->name + "' (" + to_string(scope_) + " scope, " +
                  label_ + ") did not start: " + e.what();
+    } catch (...) {
+      if (!failure.empty()) failure += "\n";
+      failure += "service '" + starting[i]->name + "' did not start: an unknown exception";
     }
   }
   if (!failure.empty()) {
-    for (auto it = owned_.rbegin(); it != owned_.rend(); ++it) {
+    // Only what this call started: a service already running stays up.
+    for (auto it = starting.rbegin(); it != starting.rend(); ++it) {
       try {
-        (*it)->stop();
+        (*it)->executor->stop();
       } catch (const std::exception&) {
       }
     }
@@ -451,6 +490,8 @@ std::vector<std::string> Set::down() {
   up_ = false;
   unregister_set(this);
   end_test(std::nullopt);
+  // Handles that outlive the scope refuse from now on (the executors go).
+  for (const auto& watched : services_) watched->gone.store(true);
   std::vector<std::string> problems;
   for (const auto& watched : services_) {
     check_attached(*watched);
@@ -479,30 +520,44 @@ std::vector<std::string> Set::down() {
 void Set::export_ports() {
   for (const auto& [name, port] : ports()) {
     const std::string variable = PortReservation::env_name(name);
+    const char* before = std::getenv(variable.c_str());
+    exported_.emplace_back(variable, before != nullptr ? std::optional<std::string>(before)
+                                                       : std::nullopt);
     ::setenv(variable.c_str(), std::to_string(port.value()).c_str(), 1);
-    exported_.push_back(variable);
   }
 }
 
 void Set::unexport_ports() {
-  for (const std::string& variable : exported_) ::unsetenv(variable.c_str());
+  // In reverse, each back to what it was: an inner scope's port of the same
+  // name as the session's gives the session's back when it ends.
+  for (auto it = exported_.rbegin(); it != exported_.rend(); ++it) {
+    if (it->second) {
+      ::setenv(it->first.c_str(), it->second->c_str(), 1);
+    } else {
+      ::unsetenv(it->first.c_str());
+    }
+  }
   exported_.clear();
 }
 
 void Set::begin_test() {
   bool resets = false;
+  for (const auto& watched : services_) resets = resets || watched->has_reset();
+  // The lock first: lines another process's test writes while this one
+  // waits for it belong to that test, not to this window.
+  if (!test_lock_.empty() && resets && test_lock_fd_ < 0) {
+    test_lock_fd_ = ::open(test_lock_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (test_lock_fd_ >= 0) {  // else the state directory went away: seen at the test's end
+      while (::flock(test_lock_fd_, LOCK_EX) != 0 && errno == EINTR) {
+      }
+    }
+  }
   for (const auto& watched : services_) {
-    resets = resets || watched->has_reset();
     if (watched->executor == nullptr && !watched->log_file.empty()) {
       struct stat info {};
       watched->window_start =
           ::stat(watched->log_file.c_str(), &info) == 0 ? static_cast<std::uint64_t>(info.st_size) : 0;
     }
-  }
-  if (test_lock_.empty() || !resets || test_lock_fd_ >= 0) return;
-  test_lock_fd_ = ::open(test_lock_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (test_lock_fd_ < 0) return;  // the state directory went away: checked at the test's end
-  while (::flock(test_lock_fd_, LOCK_EX) != 0 && errno == EINTR) {
   }
 }
 
@@ -573,7 +628,12 @@ const char* to_string(Scope scope) {
 // --- Service ----------------------------------------------------------------
 
 const detail::Watched& Service::live() const {
+  if (watched_->gone.load()) {
+    throw Error("service '" + watched_->name + "' (" + to_string(watched_->scope) + " scope, " +
+                watched_->label + ") is not up any more: its scope ended");
+  }
   if (auto death = watched_->death_text()) {
+    // Still reported on the test at its end: the test may catch this.
     throw Error(watched_->describe_death(*death));
   }
   return *watched_;
@@ -652,26 +712,39 @@ ServiceSet& ServiceSet::operator=(ServiceSet&& other) noexcept {
 }
 ServiceSet::~ServiceSet() = default;
 
-Port ServiceSet::reserve(std::string name) { return set_->reserve(std::move(name)); }
-void ServiceSet::add_executor(std::unique_ptr<Executor> executor, ServiceOptions options) {
-  set_->add_owned(std::move(executor), std::move(options));
+detail::Set& ServiceSet::set() const {
+  if (!set_) throw Error("this ServiceSet was moved from");
+  return *set_;
 }
-void ServiceSet::up() { set_->up(); }
+Port ServiceSet::reserve(std::string name) { return set().reserve(std::move(name)); }
+void ServiceSet::add_executor(std::unique_ptr<Executor> executor, ServiceOptions options) {
+  set().add_owned(std::move(executor), std::move(options));
+}
+void ServiceSet::up() { set().up(); }
 std::vector<std::string> ServiceSet::down() { return set_ ? set_->down() : std::vector<std::string>{}; }
 bool ServiceSet::is_up() const { return set_ && set_->is_up(); }
-Service ServiceSet::service(std::string_view name) const { return set_->service(name); }
-std::vector<std::string> ServiceSet::names() const { return set_->names(); }
+Service ServiceSet::service(std::string_view name) const { return set().service(name); }
+std::vector<std::string> ServiceSet::names() const { return set().names(); }
 
 Service service(std::string_view name) {
   std::vector<std::string> known;
-  const auto sets = detail::sets_now();
-  for (auto it = sets.rbegin(); it != sets.rend(); ++it) {
-    if (auto watched = (*it)->find(name)) {
-      Service found = detail::make_service(watched);
-      (void)found.ports();  // throws with the death when it died
-      return found;
+  std::shared_ptr<detail::Watched> found;
+  {
+    // Under the registry's lock: a set is unregistered (under it) before it
+    // is destroyed, so none goes away while it is searched from any thread.
+    std::lock_guard lock(detail::registry().mutex);
+    const auto& sets = detail::registry().sets;
+    for (auto it = sets.rbegin(); it != sets.rend() && !found; ++it) {
+      found = (*it)->find(name);
+      if (!found) {
+        for (const std::string& other : (*it)->names()) known.push_back(other);
+      }
     }
-    for (const std::string& other : (*it)->names()) known.push_back(other);
+  }
+  if (found) {
+    Service service = detail::make_service(found);
+    (void)service.ports();  // throws with the death when it died
+    return service;
   }
   throw Error("no service '" + std::string(name) + "' is up for this test; in reach: " +
               detail::join_names(known));

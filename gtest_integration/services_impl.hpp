@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -48,6 +49,10 @@ struct Watched {
   Subscription bus_link;
   /// Attached: where the running test's window starts in the log file.
   std::uint64_t window_start = 0;
+
+  /// Set when its scope goes down: a handle kept past it refuses (its
+  /// executor may be gone).
+  std::atomic<bool> gone{false};
 
   mutable std::mutex mutex;
   std::optional<std::string> death;  ///< "exited with code 1 (during A.B)"
@@ -122,7 +127,8 @@ class Set {
   std::vector<PortReservation> reservations_;
   std::vector<std::unique_ptr<Executor>> owned_;
   std::vector<std::shared_ptr<Watched>> services_;
-  std::vector<std::string> exported_;
+  /// Exported variables with what they held before (restored at down()).
+  std::vector<std::pair<std::string, std::optional<std::string>>> exported_;
   bool up_ = false;
   std::filesystem::path test_lock_;
   int test_lock_fd_ = -1;

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -300,6 +301,63 @@ TEST_F(PerTest, AccessorsFromThreadsWhileItDies) {
   done = true;
   for (auto& reader : readers) reader.join();
   append("reads.txt", std::to_string(reads.load()));
+}
+
+// A handle kept past its scope refuses instead of reaching a freed executor.
+std::optional<roadie::gtest::Service> kept;
+TEST_F(PerTest, KeepsAHandle) { kept = service("own"); }
+TEST(PerTestAfter, TheKeptHandleRefuses) {
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_FALSE(kept->alive());
+  try {
+    (void)kept->pid();
+    ADD_FAILURE() << "a handle past its scope answered";
+  } catch (const roadie::Error& e) {
+    append("kept.txt", e.what());
+  }
+}
+
+// A test-scope port named like the session's: the session's comes back.
+class ShadowPort : public roadie::gtest::TestServices<> {
+ protected:
+  roadie::Port port = reserve("web");
+  roadie::TcpExecutor& own = add(listener(port, "shadow"), {.ports = {{"web", port}}});
+};
+TEST_F(ShadowPort, HasItsOwn) { EXPECT_EQ(env("ROADIE_PORT_WEB"), std::to_string(port.value())); }
+TEST(ShadowPortAfter, TheSessionsIsBack) {
+  EXPECT_EQ(env("ROADIE_PORT_WEB"), std::to_string(roadie::gtest::service("web").port().value()));
+}
+
+// One start fails at once, the other would take 30 s: it is cancelled.
+class OneFails : public roadie::gtest::TestServices<> {
+ protected:
+  roadie::Port port = reserve("slow");
+  roadie::TcpExecutor& slow = add(
+      roadie::TcpExecutor({env("CHILD_LISTEN"), "tcp:" + std::to_string(port.value()),
+                           "--delay-ms", "30000"},
+                          "127.0.0.1", port, slow_options()),
+      {.name = "slow"});
+  roadie::Executor& broken = add(roadie::Executor({"/nonexistent/roadie-sample-binary"}),
+                                 {.name = "broken"});
+  static roadie::ExecutorOptions slow_options() {
+    roadie::ExecutorOptions options;
+    options.timeout = std::chrono::seconds(60);
+    return options;
+  }
+};
+TEST_F(OneFails, NeverRuns) { append("onefails-ran.txt", "ran"); }
+
+// SAMPLE_KILL: the test reads the dead service through an accessor.
+TEST(Dying2, AccessorAfterTheDeath) {
+  if (env("SAMPLE_KILL").empty()) GTEST_SKIP() << "only with SAMPLE_KILL";
+  roadie::gtest::Service web = roadie::gtest::service("web");
+  ASSERT_EQ(::kill(web.pid(), SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] { return web.death().has_value(); }));
+  try {
+    (void)web.port();  // throws the death
+  } catch (const roadie::Error&) {
+    // swallowed: the death still fails the test, at its end
+  }
 }
 
 // started() on an executor the test holds itself.

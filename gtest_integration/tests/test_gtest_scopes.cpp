@@ -382,6 +382,52 @@ TEST_F(GtestScopes, ServiceAccessorsAreSafeFromThreadsWhileTheServiceDies) {
   EXPECT_EQ(lines_of(dir.path() / "reads.txt").size(), 10u);
 }
 
+TEST_F(GtestScopes, AHandleKeptPastItsScopeRefuses) {
+  SampleRun run = run_sample({"--gtest_filter=PerTest.KeepsAHandle:PerTestAfter.*"},
+                             child_env(dir.path()));
+  EXPECT_EQ(run.exit_code, 0) << run.all();
+  EXPECT_THAT(slurp(dir.path() / "kept.txt"),
+              HasSubstr("service 'own' (test scope, PerTest.KeepsAHandle) is not up any more"));
+}
+
+TEST_F(GtestScopes, AnInnerScopesPortOfTheSameNameGivesTheSessionsBack) {
+  SampleRun run = run_sample({stack_flag("session.yaml"), "--gtest_filter=ShadowPort*"},
+                             child_env(dir.path()));
+  EXPECT_EQ(run.exit_code, 0) << run.all();
+  EXPECT_THAT(run.out, HasSubstr("[  PASSED  ] 2 tests"));
+}
+
+TEST_F(GtestScopes, AFailedStartCancelsTheOthers) {
+  const auto start = std::chrono::steady_clock::now();
+  SampleRun run = run_sample({"--gtest_filter=OneFails.*"}, child_env(dir.path()));
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(run.exit_code, 1) << run.all();
+  EXPECT_THAT(run.all(), HasSubstr("service 'broken' (test scope, OneFails.NeverRuns) did not start"));
+  EXPECT_THAT(run.all(), Not(HasSubstr("service 'slow'"))) << "a cancelled start reported";
+  EXPECT_FALSE(fs::exists(dir.path() / "onefails-ran.txt"));
+  // Not a speed check: the slow one becomes ready only after 30 s.
+  EXPECT_LT(took, 25s) << "the slow start was waited for";
+}
+
+TEST_F(GtestScopes, ADeathMetThroughAnAccessorThatTheTestCatchesStillFailsIt) {
+  auto env = child_env(dir.path());
+  env["SAMPLE_KILL"] = "1";
+  SampleRun run = run_sample({stack_flag("session.yaml"), "--gtest_filter=Dying2.*"}, env);
+  EXPECT_EQ(run.exit_code, 1) << run.all();
+  EXPECT_THAT(run.out, HasSubstr("[  FAILED  ] Dying2.AccessorAfterTheDeath"));
+}
+
+TEST_F(GtestScopes, UnderFailFastTheTestsAfterADeathAreSkippedNotFailed) {
+  auto env = child_env(dir.path());
+  env["SAMPLE_KILL"] = "1";
+  SampleRun run = run_sample({stack_flag("session.yaml"), "--gtest_filter=Dying.*",
+                              "--gtest_fail_fast"}, env);
+  EXPECT_EQ(run.exit_code, 1) << run.all();
+  EXPECT_THAT(run.out, HasSubstr("[  FAILED  ] Dying.KillsTheService"));
+  EXPECT_THAT(run.out, HasSubstr("[  SKIPPED ] Dying.NeedsTheServiceLater"));
+  EXPECT_THAT(run.out, Not(HasSubstr("[  FAILED  ] Dying.NeedsTheServiceLater")));
+}
+
 TEST_F(GtestScopes, StartedStartsForTheScopeOnly) {
   SampleRun run = run_sample({"--gtest_filter=Scopes.*"}, child_env(dir.path()));
   EXPECT_EQ(run.exit_code, 0) << run.all();

@@ -39,14 +39,15 @@ int remaining_ms(Clock::time_point deadline) {
   return left.count() <= 0 ? 0 : static_cast<int>(std::min<long long>(left.count(), 60'000));
 }
 
-// Waits for `events` on fd until the deadline; false on timeout.
+// Waits for `events` on fd until the deadline; false on timeout. (One poll
+// waits at most a minute: a longer deadline takes several.)
 bool wait_for(int fd, short events, Clock::time_point deadline) {
   for (;;) {
     pollfd entry{fd, events, 0};
     const int n = ::poll(&entry, 1, remaining_ms(deadline));
     if (n > 0) return true;
-    if (n == 0) return false;
-    if (errno != EINTR) return false;
+    if (n < 0 && errno != EINTR) return false;
+    if (Clock::now() >= deadline) return false;
   }
 }
 

@@ -245,6 +245,7 @@ class ServiceSet {
 
  private:
   void add_executor(std::unique_ptr<Executor> executor, ServiceOptions options);
+  detail::Set& set() const;  // roadie::Error when moved from
   std::unique_ptr<detail::Set> set_;
 };
 
@@ -344,7 +345,9 @@ Service service(std::string_view name);
 ///     TEST_F(CacheSuite, Works) { auto redis = service("redis"); ... }
 ///
 /// `Base` is the fixture's own base (::testing::TestWithParam<T>, ...). A
-/// fixture that defines SetUpTestSuite/TearDownTestSuite itself calls these.
+/// fixture that defines SetUpTestSuite/TearDownTestSuite itself calls these,
+/// and one that overrides SetUp calls this SetUp first and checks
+/// HasFatalFailure() after it.
 template <class Suite, class Base = ::testing::Test>
 class SuiteServices : public Base {
  public:
@@ -392,7 +395,9 @@ class SuiteServices : public Base {
 /// The test scope, as a fixture base: services declared as members with
 /// reserve() and add() start (in parallel) in SetUp, before the test body,
 /// and stop in TearDown, after it; a death during the test fails it. A
-/// fixture that overrides SetUp/TearDown calls these first/last.
+/// fixture that overrides SetUp/TearDown calls these first/last, and after
+/// SetUp returns checks HasFatalFailure() (a start that failed is a fatal
+/// failure there, and GTEST_FAIL only returns from the base's SetUp).
 template <class Base = ::testing::Test>
 class TestServices : public Base {
  protected:
