@@ -1048,6 +1048,22 @@ TEST_F(CliDetachTest, ASecondUpIntoTheSameStateDirectoryIsRefusedNamingTheRunnin
   EXPECT_EQ(roadie_cli({"down", "--state", state_.string()}).code, 0);
 }
 
+// The state file's text for one service `db` at `pid` started at `start`,
+// under a supervisor at `supervisor` started at `supervisor_start` (by
+// default one that is gone).
+std::string hand_made_state(pid_t pid, const std::string& start, pid_t supervisor = 999999999,
+                            const std::string& supervisor_start = "1") {
+  return "{\"version\": 1, \"stack_file\": \"/x/roadie.yaml\", \"stack_hash\": \"\",\n"
+         " \"supervisor\": {\"pid\": " +
+         std::to_string(supervisor) + ", \"start_time\": " + supervisor_start +
+         "},\n"
+         " \"started_at\": 0, \"http\": {\"host\": \"127.0.0.1\", \"port\": 1, \"token\": "
+         "\"t\"},\n \"services\": [{\"name\": \"db\", \"pid\": " +
+         std::to_string(pid) + ", \"start_time\": " + start +
+         ", \"started_at\": 0, \"ports\": {}, \"log\": \"\", \"stop_timeout_ms\": 2000, "
+         "\"stop_signal\": 15}]}\n";
+}
+
 TEST_F(CliDetachTest, ARecordedPidWithAnotherStartTimeIsNotOursAndNeverSignalled) {
   // Another live process under a recorded pid: the kernel reused it.
   roadie::Executor other(roadie::Command({child("child_idle")}));
@@ -1057,13 +1073,7 @@ TEST_F(CliDetachTest, ARecordedPidWithAnotherStartTimeIsNotOursAndNeverSignalled
   ASSERT_TRUE(stat);
   const std::string wrong = std::to_string(stat->second + 4242);
   fs::create_directories(state_ / "logs");
-  std::ofstream(state_ / "state.json")
-      << "{\"version\": 1, \"stack_file\": \"/x/roadie.yaml\", \"stack_hash\": \"\",\n"
-      << " \"supervisor\": {\"pid\": " << pid << ", \"start_time\": " << wrong << "},\n"
-      << " \"started_at\": 0, \"http\": {\"host\": \"127.0.0.1\", \"port\": 1, \"token\": \"t\"},\n"
-      << " \"services\": [{\"name\": \"db\", \"pid\": " << pid << ", \"start_time\": " << wrong
-      << ", \"started_at\": 0, \"ports\": {\"db\": 1}, \"log\": \"\", \"stop_timeout_ms\": 100,"
-      << " \"stop_signal\": 15}]}\n";
+  std::ofstream(state_ / "state.json") << hand_made_state(pid, wrong, pid, wrong);
   const Result json = roadie_cli({"status", "--state", state_.string(), "--json"});
   EXPECT_EQ(json.code, 0) << json.err;
   EXPECT_THAT(json.out, ::testing::ContainsRegex("\"name\": \"db\",\\s*\"state\": \"not ours\""));
@@ -1076,18 +1086,6 @@ TEST_F(CliDetachTest, ARecordedPidWithAnotherStartTimeIsNotOursAndNeverSignalled
   EXPECT_TRUE(other.running()) << "down signalled a process that is not ours";
   EXPECT_FALSE(fs::exists(state_ / "state.json"));
   other.stop();
-}
-
-// The state file's text for one service `db` at `pid` started at `start`,
-// under a supervisor that is gone.
-std::string hand_made_state(pid_t pid, const std::string& start) {
-  return "{\"version\": 1, \"stack_file\": \"/x/roadie.yaml\", \"stack_hash\": \"\",\n"
-         " \"supervisor\": {\"pid\": 999999999, \"start_time\": 1},\n"
-         " \"started_at\": 0, \"http\": {\"host\": \"127.0.0.1\", \"port\": 1, \"token\": "
-         "\"t\"},\n \"services\": [{\"name\": \"db\", \"pid\": " +
-         std::to_string(pid) + ", \"start_time\": " + start +
-         ", \"started_at\": 0, \"ports\": {}, \"log\": \"\", \"stop_timeout_ms\": 2000, "
-         "\"stop_signal\": 15}]}\n";
 }
 
 TEST_F(CliDetachTest, DownWithoutASupervisorStopsTheRecordedServicesDirectly) {
