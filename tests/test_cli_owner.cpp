@@ -99,8 +99,12 @@ TEST_P(OwnerDeath, LeavesNoServiceAndNoHeldPort) {
   const pid_t cmd = std::stoi(read_file(dir.path() / "cmd.pid"));
   const pid_t daemon = roadie::testing::read_pid(dir.path() / "daemon.pid");
   const roadie::Port port(std::stoi(read_file(dir.path() / "port")));
-  auto pids = ready_pids(run.output());
-  ASSERT_EQ(pids.size(), 2u) << run.output().excerpt();
+  // roadie printed both ready lines before it started CMD, but this process
+  // reads roadie's stderr on its own loop: CMD's pid file can be seen first
+  // (seen in CI), so wait (bounded) until the lines have been read.
+  std::map<std::string, pid_t> pids;
+  ASSERT_TRUE(eventually([&] { return (pids = ready_pids(run.output())).size() == 2; }, 10s))
+      << run.output().excerpt();
   ASSERT_GT(daemon, 0);
   std::vector<pid_t> services = {pids["daemon"], pids["web"], daemon};
   for (pid_t pid : services) ASSERT_TRUE(exists(pid)) << pid;
