@@ -965,7 +965,19 @@ TEST_F(HookService, ExitStartFailureAndNoLinesWhenNobodyListens) {
     service.start();
     ASSERT_EQ(::kill(service.pid(), SIGTERM), 0);
     ASSERT_TRUE(service.wait_for_exit(30s).has_value());
-    bus.drain();
+    // service_exited is posted from the event loop, which may announce the
+    // exit just after wait_for_exit() returned (seen in CI: the start failure
+    // below was recorded first): wait (bounded) until it was delivered.
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (;;) {
+      bus.drain();
+      {
+        std::lock_guard lock(r.mu);
+        if (!r.events.empty()) break;
+      }
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "service_exited never came";
+      std::this_thread::sleep_for(1ms);
+    }
     EXPECT_THROW(service.stop(), roadie::ProcessFinishedWithError);
   }
   EXPECT_TRUE(bus.services().empty());  // the executor went away
